@@ -1,0 +1,179 @@
+// vshare mount MOUNTPOINT --export NAME=IMAGE [--export ...] [options]
+#include <stdlib.h>
+#include <sys/stat.h>
+
+#include <cerrno>
+#include <cstring>
+#include <fstream>
+#include <iostream>
+#include <regex>
+#include <set>
+
+#include "cmd/cli.h"
+#include "core/file_store.h"
+#include "core/image_meta.h"
+#include "core/log.h"
+#include "core/node.h"
+#include "core/size.h"
+#include "fuse/image_fs.h"
+
+namespace po = boost::program_options;
+
+namespace vshare::cli {
+
+namespace {
+
+// Undoes the octal escapes (\040 for space, ...) of /proc/self/mountinfo.
+std::string Unescape(const std::string& s) {
+  std::string out;
+  for (size_t i = 0; i < s.size(); ++i) {
+    if (s[i] == '\\' && i + 3 < s.size()) {
+      out.push_back(static_cast<char>(std::stoi(s.substr(i + 1, 3), nullptr, 8)));
+      i += 3;
+    } else {
+      out.push_back(s[i]);
+    }
+  }
+  return out;
+}
+
+bool IsMountPoint(const std::string& path) {
+  std::ifstream in("/proc/self/mountinfo");
+  std::string line;
+  while (std::getline(in, line)) {
+    // Fields: id parent major:minor root mountpoint ...
+    std::istringstream fields(line);
+    std::string id, parent, devno, root, mp;
+    if (fields >> id >> parent >> devno >> root >> mp && Unescape(mp) == path) return true;
+  }
+  return false;
+}
+
+std::string RealPath(const std::string& p, int* err) {
+  char* r = realpath(p.c_str(), nullptr);
+  if (!r) {
+    *err = errno;
+    return "";
+  }
+  std::string s(r);
+  free(r);
+  return s;
+}
+
+struct Export {
+  std::string name;
+  std::string path;  // absolute
+};
+
+}  // namespace
+
+int Mount(const Args& args) {
+  const std::string sub = "mount";
+  po::options_description desc("usage: vshare mount MOUNTPOINT --export NAME=IMAGE [options]");
+  desc.add_options()
+      ("help,h", "show this help")
+      ("mountpoint", po::value<std::string>(), "directory to mount on")
+      ("export,e", po::value<std::vector<std::string>>()->composing(), "NAME=IMAGE: serve IMAGE as MOUNTPOINT/NAME.img (repeatable)")
+      ("cache-size", po::value<std::string>()->default_value("128M"), "memory for the block cache, shared among the volumes")
+      ("cache-ways", po::value<unsigned>()->default_value(8), "associativity of the cache (blocks per set)")
+      ("cache-hash", po::value<std::string>()->default_value("modulo"), "how blocks map to sets: modulo or mix")
+      ("flush-interval", po::value<double>()->default_value(5.0), "seconds between background write-backs (0: only on fsync, flush and unmount)")
+      ("threads", po::value<unsigned>()->default_value(16), "maximum FUSE worker threads")
+      ("foreground,f", "stay in the foreground and log to stderr")
+      ("log-file", po::value<std::string>(), "append log lines to this file (default: stderr in the foreground, syslog otherwise)")
+      ("verbose,v", "log debug lines too")
+      ("fuse-debug", "trace every FUSE request to stderr (implies --foreground)");
+  po::positional_options_description pos;
+  pos.add("mountpoint", 1);
+  po::variables_map vm;
+  int rc;
+  if (!ParseArgs(sub, args, desc, pos, &vm, &rc)) return rc;
+  if (vm.count("help")) {
+    std::cout << desc << "\n";
+    return 0;
+  }
+  if (!vm.count("mountpoint")) return UsageError(sub, "missing MOUNTPOINT");
+  if (!vm.count("export")) return UsageError(sub, "nothing to serve: give at least one --export NAME=IMAGE");
+
+  // The mountpoint: an existing directory with nothing mounted on it.
+  int err = 0;
+  const std::string given_mp = vm["mountpoint"].as<std::string>();
+  const std::string mp = RealPath(given_mp, &err);
+  if (mp.empty()) return Fail(sub, "mountpoint " + given_mp + ": " + std::strerror(err));
+  struct stat st;
+  if (stat(mp.c_str(), &st) != 0 || !S_ISDIR(st.st_mode)) return Fail(sub, "mountpoint " + given_mp + " is not a directory");
+  if (IsMountPoint(mp)) return Fail(sub, "mountpoint " + mp + " is already mounted (vshare umount " + mp + " first)");
+
+  // Exports: unique names, unique files, all openable.
+  static const std::regex kName("[A-Za-z0-9_][A-Za-z0-9._-]{0,63}");
+  std::vector<Export> exports;
+  std::set<std::pair<dev_t, ino_t>> files;
+  for (const std::string& spec : vm["export"].as<std::vector<std::string>>()) {
+    size_t eq = spec.find('=');
+    if (eq == std::string::npos || eq == 0 || eq + 1 == spec.size())
+      return UsageError(sub, "--export '" + spec + "': expected NAME=IMAGE");
+    Export e{spec.substr(0, eq), spec.substr(eq + 1)};
+    if (!std::regex_match(e.name, kName))
+      return UsageError(sub, "--export '" + spec + "': volume name must be 1-64 of A-Z a-z 0-9 . _ - and not start with '.' or '-'");
+    for (const Export& other : exports)
+      if (other.name == e.name) return UsageError(sub, "--export: volume name '" + e.name + "' is given twice");
+    std::string abs = RealPath(e.path, &err);
+    if (abs.empty()) return Fail(sub, "image " + e.path + ": " + std::strerror(err));
+    if (stat(abs.c_str(), &st) != 0) return Fail(sub, "image " + e.path + ": " + std::strerror(errno));
+    if (!files.insert({st.st_dev, st.st_ino}).second)
+      return UsageError(sub, "--export: image " + abs + " is exported twice; two caches over one file would disagree");
+    if (abs == mp || abs.rfind(mp + "/", 0) == 0)
+      return UsageError(sub, "--export: image " + abs + " lies inside the mountpoint");
+    e.path = abs;
+    exports.push_back(e);
+  }
+
+  // The cache budget is for the whole node, split evenly among the volumes.
+  uint64_t cache_bytes = 0;
+  Status s = ParseSize(vm["cache-size"].as<std::string>(), &cache_bytes);
+  if (!s.ok()) return UsageError(sub, "--cache-size: " + s.message());
+  CacheHash hash;
+  s = ParseCacheHash(vm["cache-hash"].as<std::string>(), &hash);
+  if (!s.ok()) return UsageError(sub, "--cache-hash: " + s.message());
+  const unsigned ways = vm["cache-ways"].as<unsigned>();
+  if (ways == 0 || ways > 1024) return UsageError(sub, "--cache-ways must be from 1 to 1024");
+  const double flush_interval = vm["flush-interval"].as<double>();
+  if (!(flush_interval >= 0) || flush_interval > 86400) return UsageError(sub, "--flush-interval must be from 0 to 86400 seconds");
+  const unsigned threads = vm["threads"].as<unsigned>();
+  if (threads == 0 || threads > 256) return UsageError(sub, "--threads must be from 1 to 256");
+
+  MountOptions opts;
+  opts.mountpoint = mp;
+  opts.fuse_debug = vm.count("fuse-debug") > 0;
+  opts.foreground = vm.count("foreground") > 0 || opts.fuse_debug;
+  opts.flush_interval_s = flush_interval;
+  opts.max_threads = threads;
+  SetLogVerbose(vm.count("verbose") > 0);
+  if (vm.count("log-file")) {
+    std::string given = vm["log-file"].as<std::string>();
+    // The daemon runs from /, so keep the log where the user meant it.
+    std::string abs = given.front() == '/' ? given : RealPath(".", &err) + "/" + given;
+    if (!SetLogSink(LogSink::kFile, abs)) return Fail(sub, "cannot open log file " + given + ": " + std::strerror(errno));
+    opts.log_file = abs;
+  }
+
+  Node node("root");
+  for (const Export& e : exports) {
+    uint32_t bs = kDefaultBlockSize;
+    s = ReadImageBlockSize(e.path, &bs);
+    if (!s.ok()) return Fail(sub, s.message());
+    std::unique_ptr<FileStore> store;
+    s = FileStore::Open(e.path, bs, /*read_only=*/false, &store);
+    if (!s.ok()) return Fail(sub, s.message());
+    CacheGeometry geo;
+    s = CacheGeometry::ForBytes(cache_bytes / exports.size(), bs, ways, &geo);
+    if (!s.ok())
+      return UsageError(sub, "--cache-size " + vm["cache-size"].as<std::string>() + " is too small for " +
+                                 std::to_string(exports.size()) + " volume(s): " + s.message());
+    geo.hash = hash;
+    node.AddVolume(std::make_unique<Volume>(e.name, std::move(store), geo));
+  }
+  return ServeMount(node, opts);
+}
+
+}  // namespace vshare::cli

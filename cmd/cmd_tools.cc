@@ -1,0 +1,261 @@
+// The commands that talk to a mounted node through its control files:
+// vshare stats, vshare ctl, vshare umount. Also the shared CLI plumbing.
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/mount.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cerrno>
+#include <chrono>
+#include <cstring>
+#include <fstream>
+#include <iomanip>
+#include <iostream>
+#include <nlohmann/json.hpp>
+#include <sstream>
+#include <thread>
+
+#include "cmd/cli.h"
+#include "core/size.h"
+
+namespace po = boost::program_options;
+using nlohmann::json;
+
+namespace vshare::cli {
+
+int Fail(const std::string& sub, const std::string& why) {
+  std::cerr << "vshare " << sub << ": " << why << "\n";
+  return 1;
+}
+
+int UsageError(const std::string& sub, const std::string& why) {
+  std::cerr << "vshare " << sub << ": " << why << " (see 'vshare " << sub << " --help')\n";
+  return 2;
+}
+
+bool ParseArgs(const std::string& sub, const Args& args, const po::options_description& desc,
+               const po::positional_options_description& pos, po::variables_map* vm, int* exit_code) {
+  try {
+    po::store(po::command_line_parser(args).options(desc).positional(pos).run(), *vm);
+    po::notify(*vm);
+    return true;
+  } catch (const po::error& e) {
+    *exit_code = UsageError(sub, e.what());
+    return false;
+  }
+}
+
+namespace {
+
+// True while `pid` runs. A zombie has finished: nobody may reap a daemon
+// whose parent is a container's init.
+bool Running(pid_t pid) {
+  if (kill(pid, 0) != 0) return false;
+  std::ifstream stat("/proc/" + std::to_string(pid) + "/stat");
+  std::string all((std::istreambuf_iterator<char>(stat)), {});
+  size_t close_paren = all.rfind(')');
+  return close_paren == std::string::npos || close_paren + 2 >= all.size() || all[close_paren + 2] != 'Z';
+}
+
+std::string StatsPath(const std::string& mp) { return mp + "/.vshare/stats"; }
+std::string ControlPath(const std::string& mp) { return mp + "/.vshare/control"; }
+
+// Reads and parses the node's stats; false (with *why) when MP is not a
+// mounted vshare node.
+bool ReadStats(const std::string& mp, json* out, std::string* why) {
+  std::ifstream in(StatsPath(mp));
+  if (!in) {
+    *why = mp + " is not a mounted vshare node (no " + StatsPath(mp) + ")";
+    return false;
+  }
+  std::stringstream ss;
+  ss << in.rdbuf();
+  *out = json::parse(ss.str(), nullptr, false);
+  if (out->is_discarded() || !out->is_object()) {
+    *why = StatsPath(mp) + " is not valid JSON";
+    return false;
+  }
+  return true;
+}
+
+std::string Num(const json& j) {
+  if (j.is_number_float()) {
+    std::ostringstream o;
+    o << std::fixed << std::setprecision(1) << j.get<double>();
+    return o.str();
+  }
+  return j.dump();
+}
+
+void PrintTable(const json& s) {
+  const json& n = s["node"];
+  std::cout << "node: " << n.value("role", "?") << ", pid " << n.value("pid", 0) << ", up "
+            << Num(n["uptime_s"]) << " s, mounted on " << n.value("mountpoint", "?") << "\n";
+  std::string err = s.value("last_error", "");
+  std::cout << "last error: " << (err.empty() ? "none" : err) << "\n\n";
+
+  auto row = [](std::initializer_list<std::string> cols, std::initializer_list<int> widths) {
+    auto w = widths.begin();
+    for (const std::string& c : cols) std::cout << std::left << std::setw(*w++) << c;
+    std::cout << "\n";
+  };
+  std::initializer_list<int> vw = {12, 10, 7, 10, 10, 11, 11, 8, 12, 12};
+  row({"volume", "size", "block", "reads", "writes", "read", "written", "dirty", "read avg", "write avg"}, vw);
+  for (auto& [name, v] : s["volumes"].items()) {
+    row({name, FormatSize(v["size"]), Num(v["block_size"]), Num(v["reads"]), Num(v["writes"]),
+         FormatSize(v["bytes_read"]), FormatSize(v["bytes_written"]), Num(v["dirty_blocks"]),
+         Num(v["read_latency"]["avg_us"]) + " us", Num(v["write_latency"]["avg_us"]) + " us"},
+        vw);
+  }
+  std::cout << "\n";
+  std::initializer_list<int> cw = {12, 7, 8, 8, 6, 8, 16, 12, 12, 7, 10};
+  row({"cache", "level", "medium", "sets", "ways", "hash", "used/capacity", "hits", "misses", "hit%", "evictions"}, cw);
+  for (auto& [name, v] : s["volumes"].items()) {
+    for (const json& l : v["cache"]["levels"]) {
+      uint64_t hits = l["hits"], misses = l["misses"];
+      std::ostringstream pct;
+      pct << std::fixed << std::setprecision(1) << (hits + misses ? 100.0 * hits / (hits + misses) : 0.0);
+      row({name, Num(l["level"]), l.value("medium", "?"), Num(l["sets"]), Num(l["ways"]), l.value("hash", "?"),
+           Num(l["used_blocks"]) + "/" + Num(l["capacity_blocks"]), Num(l["hits"]), Num(l["misses"]), pct.str(),
+           Num(l["evictions"])},
+          cw);
+    }
+  }
+}
+
+// Sends one command to the control file. While it runs (a flush can take
+// long), prints the dirty-block count every two seconds.
+int SendControl(const std::string& sub, const std::string& mp, const std::string& command) {
+  int fd = open(ControlPath(mp).c_str(), O_WRONLY | O_CLOEXEC);
+  if (fd < 0) {
+    if (errno == ENOENT) return Fail(sub, mp + " is not a mounted vshare node");
+    return Fail(sub, "cannot open " + ControlPath(mp) + ": " + std::strerror(errno));
+  }
+  std::atomic<bool> done{false};
+  std::thread progress([&] {
+    auto next = std::chrono::steady_clock::now() + std::chrono::seconds(2);
+    while (!done) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
+      if (done || std::chrono::steady_clock::now() < next) continue;
+      next += std::chrono::seconds(2);
+      json s;
+      std::string why;
+      if (ReadStats(mp, &s, &why))
+        std::cerr << "vshare " << sub << ": working, " << s["node"].value("dirty_blocks", 0) << " dirty blocks left\n";
+    }
+  });
+  ssize_t n = write(fd, command.data(), command.size());
+  int err = errno;
+  done = true;
+  progress.join();
+  close(fd);
+  if (n == static_cast<ssize_t>(command.size())) return 0;
+  // The node records why it refused; show that rather than a bare errno.
+  json s;
+  std::string why;
+  std::string reason = ReadStats(mp, &s, &why) ? s.value("last_error", "") : "";
+  if (reason.empty()) reason = std::strerror(n < 0 ? err : EIO);
+  return Fail(sub, reason);
+}
+
+}  // namespace
+
+int Stats(const Args& args) {
+  const std::string sub = "stats";
+  po::options_description desc("usage: vshare stats MOUNTPOINT [--json]");
+  desc.add_options()("help,h", "show this help")("mountpoint", po::value<std::string>(), "a mounted node")(
+      "json", "print the raw JSON document");
+  po::positional_options_description pos;
+  pos.add("mountpoint", 1);
+  po::variables_map vm;
+  int rc;
+  if (!ParseArgs(sub, args, desc, pos, &vm, &rc)) return rc;
+  if (vm.count("help")) {
+    std::cout << desc << "\n";
+    return 0;
+  }
+  if (!vm.count("mountpoint")) return UsageError(sub, "missing MOUNTPOINT");
+  json s;
+  std::string why;
+  if (!ReadStats(vm["mountpoint"].as<std::string>(), &s, &why)) return Fail(sub, why);
+  if (vm.count("json")) std::cout << s.dump(2) << "\n";
+  else PrintTable(s);
+  return 0;
+}
+
+int Ctl(const Args& args) {
+  const std::string sub = "ctl";
+  po::options_description desc(
+      "usage: vshare ctl MOUNTPOINT COMMAND\n"
+      "COMMAND is flush, drop-cache, reset-stats, or a JSON object such as '{\"cmd\":\"flush\"}'");
+  desc.add_options()("help,h", "show this help")("mountpoint", po::value<std::string>(), "a mounted node")(
+      "command", po::value<std::string>(), "the command");
+  po::positional_options_description pos;
+  pos.add("mountpoint", 1).add("command", 1);
+  po::variables_map vm;
+  int rc;
+  if (!ParseArgs(sub, args, desc, pos, &vm, &rc)) return rc;
+  if (vm.count("help")) {
+    std::cout << desc << "\n";
+    return 0;
+  }
+  if (!vm.count("mountpoint") || !vm.count("command")) return UsageError(sub, "expected MOUNTPOINT COMMAND");
+  std::string cmd = vm["command"].as<std::string>();
+  if (cmd.empty() || cmd.front() != '{') cmd = json{{"cmd", cmd}}.dump();
+  return SendControl(sub, vm["mountpoint"].as<std::string>(), cmd);
+}
+
+int Umount(const Args& args) {
+  const std::string sub = "umount";
+  po::options_description desc("usage: vshare umount MOUNTPOINT [--timeout SECONDS]");
+  desc.add_options()("help,h", "show this help")("mountpoint", po::value<std::string>(), "a mounted node")(
+      "timeout", po::value<double>()->default_value(120), "seconds to wait for the node to finish and exit");
+  po::positional_options_description pos;
+  pos.add("mountpoint", 1);
+  po::variables_map vm;
+  int rc;
+  if (!ParseArgs(sub, args, desc, pos, &vm, &rc)) return rc;
+  if (vm.count("help")) {
+    std::cout << desc << "\n";
+    return 0;
+  }
+  if (!vm.count("mountpoint")) return UsageError(sub, "missing MOUNTPOINT");
+  const std::string mp = vm["mountpoint"].as<std::string>();
+  const double timeout = vm["timeout"].as<double>();
+  if (!(timeout > 0)) return UsageError(sub, "--timeout must be positive");
+
+  json s;
+  std::string why;
+  if (!ReadStats(mp, &s, &why)) return Fail(sub, why);
+  const pid_t pid = s["node"].value("pid", 0);
+
+  // Write everything back while the node is still mounted, so a failure
+  // leaves it mounted with its dirty data rather than losing that data.
+  if (int r = SendControl(sub, mp, R"({"cmd":"flush"})"); r != 0) {
+    std::cerr << "vshare umount: not unmounting " << mp << ": dirty blocks could not be written\n";
+    return r;
+  }
+  if (umount2(mp.c_str(), 0) != 0) {
+    if (errno == EBUSY)
+      return Fail(sub, mp + " is busy: close the files using it first (is an image still loop-mounted? see 'losetup -a')");
+    return Fail(sub, "cannot unmount " + mp + ": " + std::strerror(errno));
+  }
+  // The node writes back anything written since the flush, then exits.
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::duration<double>(timeout);
+  auto next_note = std::chrono::steady_clock::now() + std::chrono::seconds(2);
+  while (pid > 0 && Running(pid)) {
+    auto now = std::chrono::steady_clock::now();
+    if (now > deadline)
+      return Fail(sub, "unmounted, but the node (pid " + std::to_string(pid) + ") is still running after " +
+                           Num(json(timeout)) + " s; see its log");
+    if (now > next_note) {
+      std::cerr << "vshare umount: waiting for pid " << pid << " to finish writing back\n";
+      next_note += std::chrono::seconds(2);
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  return 0;
+}
+
+}  // namespace vshare::cli

@@ -1,0 +1,36 @@
+// ImageFs: the FUSE (low-level API) face of a node.
+//
+// The mountpoint holds one regular file NAME.img per volume, sized as the
+// volume, and a directory .vshare with two files:
+//   stats    read-only; each open takes a fresh JSON snapshot (fuse/stats_json.h)
+//   control  write-only; each write is one command (fuse/control.h)
+//
+// Image files are opened with direct I/O by default: every read and write
+// reaches the volume, so vshare's cache is the only cache below the caller and
+// nothing is held in the kernel where vshare cannot see it. The kernel's FUSE
+// writeback cache is never enabled.
+#pragma once
+
+#include <string>
+
+#include "core/node.h"
+
+namespace vshare {
+
+struct MountOptions {
+  std::string mountpoint;      // absolute path of an existing, unmounted directory
+  bool foreground = false;     // stay in the foreground (else daemonise after mounting)
+  bool fuse_debug = false;     // libfuse request tracing to stderr
+  unsigned max_threads = 16;   // FUSE worker threads
+  double flush_interval_s = 5; // background write-back period; 0 turns it off
+  std::string log_file;        // where a daemon logs; empty means syslog
+};
+
+// Mounts `node` at opts.mountpoint and serves it until unmounted or sent
+// SIGTERM/SIGINT/SIGHUP; then writes every dirty block back to the store,
+// unmounts, and returns. Returns a process exit code: 0 on a clean shutdown,
+// 1 if the mount failed (after printing one line why), 2 if the final flush
+// failed (the log says which volume).
+int ServeMount(Node& node, const MountOptions& opts);
+
+}  // namespace vshare

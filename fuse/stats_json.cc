@@ -1,0 +1,73 @@
+#include "fuse/stats_json.h"
+
+#include <unistd.h>
+
+namespace vshare {
+
+namespace {
+
+nlohmann::json Latency(uint64_t total_ns, uint64_t count, uint64_t max_ns) {
+  return {{"avg_us", count ? static_cast<double>(total_ns) / count / 1000.0 : 0.0},
+          {"max_us", static_cast<double>(max_ns) / 1000.0}};
+}
+
+nlohmann::json VolumeJson(const Volume& v) {
+  const VolumeStats s = v.stats();
+  const CacheGeometry& g = v.cache_geometry();
+  nlohmann::json level = {
+      {"level", 0},
+      {"medium", "memory"},
+      {"sets", g.sets},
+      {"ways", g.ways},
+      {"hash", CacheHashName(g.hash)},
+      {"capacity_blocks", g.capacity_blocks()},
+      {"used_blocks", s.cache.used_blocks},
+      {"dirty_blocks", s.cache.dirty_blocks},
+      {"hits", s.cache.hits},
+      {"misses", s.cache.misses},
+      {"insertions", s.cache.insertions},
+      {"evictions", s.cache.evictions},
+  };
+  return {
+      {"size", v.size()},
+      {"block_size", v.block_size()},
+      {"reads", s.reads},
+      {"writes", s.writes},
+      {"bytes_read", s.bytes_read},
+      {"bytes_written", s.bytes_written},
+      {"read_latency", Latency(s.read_ns_total, s.reads, s.read_ns_max)},
+      {"write_latency", Latency(s.write_ns_total, s.writes, s.write_ns_max)},
+      {"dirty_blocks", s.cache.dirty_blocks},
+      {"store_reads", s.store_reads},
+      {"store_writes", s.store_writes},
+      {"flushes", s.flushes},
+      {"errors", s.errors},
+      {"cache",
+       {{"hits", s.cache.hits},
+        {"misses", s.cache.misses},
+        {"evictions", s.cache.evictions},
+        {"capacity_bytes", g.capacity_bytes()},
+        {"levels", nlohmann::json::array({level})}}},
+  };
+}
+
+}  // namespace
+
+nlohmann::json NodeStatsJson(const Node& node, const NodeStatsContext& ctx) {
+  nlohmann::json volumes = nlohmann::json::object();
+  for (const auto& v : node.volumes()) volumes[v->name()] = VolumeJson(*v);
+  return {
+      {"version", VSHARE_VERSION},
+      {"node",
+       {{"role", node.role()},
+        {"pid", static_cast<int>(getpid())},
+        {"mountpoint", ctx.mountpoint},
+        {"uptime_s", node.uptime_seconds()},
+        {"flush_interval_s", ctx.flush_interval_s},
+        {"dirty_blocks", node.DirtyBlocks()}}},
+      {"volumes", volumes},
+      {"last_error", node.last_error()},
+  };
+}
+
+}  // namespace vshare
