@@ -20,13 +20,32 @@ int Ctl(const Args& args);
 int Umount(const Args& args);
 
 // Shared plumbing for the subcommands.
-int Fail(const std::string& sub, const std::string& why);   // prints, returns 1
+int Fail(const std::string& sub, const std::string& why);        // prints, returns 1
 int UsageError(const std::string& sub, const std::string& why);  // prints, returns 2
 
-// Parses `args` against `desc` (with `pos` for positionals) into `vm`.
-// Returns false after printing a usage error; *help is set for --help.
-bool ParseArgs(const std::string& sub, const Args& args, const boost::program_options::options_description& desc,
-               const boost::program_options::positional_options_description& pos,
-               boost::program_options::variables_map* vm, int* exit_code);
+// One subcommand's flags and positional arguments. Every command has -h/--help;
+// positionals added with Positional() are required, in order.
+class CommandLine {
+ public:
+  CommandLine(std::string sub, const std::string& usage);
+  boost::program_options::options_description_easy_init Options() { return desc_.add_options(); }
+  CommandLine& Positional(const std::string& name, const std::string& what);
+
+  // Parses `args`. Returns true when the command should run; otherwise sets
+  // *exit_code: 0 after printing --help, 2 after printing a usage error.
+  bool Parse(const Args& args, int* exit_code);
+
+  bool Has(const std::string& name) const { return vm_.count(name) > 0; }
+  template <typename T>
+  T Get(const std::string& name) const { return vm_[name].as<T>(); }
+  const std::string& sub() const { return sub_; }
+
+ private:
+  std::string sub_;
+  boost::program_options::options_description desc_;
+  boost::program_options::positional_options_description pos_;
+  std::vector<std::string> required_;
+  boost::program_options::variables_map vm_;
+};
 
 }  // namespace vshare::cli

@@ -17,30 +17,21 @@ namespace vshare::cli {
 
 int Create(const Args& args) {
   const std::string sub = "create";
-  po::options_description desc("usage: vshare create IMAGE --size SIZE [options]");
-  desc.add_options()
-      ("help,h", "show this help")
-      ("image", po::value<std::string>(), "image file to create")
+  CommandLine cl(sub, "usage: vshare create IMAGE --size SIZE [options]");
+  cl.Positional("image", "image file to create");
+  cl.Options()
       ("size,s", po::value<std::string>(), "volume size, e.g. 256M, 10G")
       ("block-size,b", po::value<std::string>()->default_value("4096"), "block size in bytes (power of two, 512..1M)")
       ("force", "overwrite an existing file");
-  po::positional_options_description pos;
-  pos.add("image", 1);
-  po::variables_map vm;
   int rc;
-  if (!ParseArgs(sub, args, desc, pos, &vm, &rc)) return rc;
-  if (vm.count("help")) {
-    std::cout << desc << "\n";
-    return 0;
-  }
-  if (!vm.count("image")) return UsageError(sub, "missing IMAGE");
-  if (!vm.count("size")) return UsageError(sub, "missing --size");
-  const std::string path = vm["image"].as<std::string>();
+  if (!cl.Parse(args, &rc)) return rc;
+  if (!cl.Has("size")) return UsageError(sub, "missing --size");
+  const std::string path = cl.Get<std::string>("image");
 
   uint64_t size = 0, bs = 0;
-  Status st = ParseSize(vm["size"].as<std::string>(), &size);
+  Status st = ParseSize(cl.Get<std::string>("size"), &size);
   if (!st.ok()) return UsageError(sub, "--size: " + st.message());
-  st = ParseSize(vm["block-size"].as<std::string>(), &bs);
+  st = ParseSize(cl.Get<std::string>("block-size"), &bs);
   if (st.ok()) st = ValidateBlockSize(bs);
   if (!st.ok()) return UsageError(sub, "--block-size: " + st.message());
   if (size % bs != 0)
@@ -49,7 +40,7 @@ int Create(const Args& args) {
   if (size > static_cast<uint64_t>(std::numeric_limits<off_t>::max()))
     return UsageError(sub, "--size is too large");
 
-  const bool force = vm.count("force") > 0;
+  const bool force = cl.Has("force");
   struct stat existing;
   if (stat(path.c_str(), &existing) == 0) {
     if (!force) return Fail(sub, path + " already exists (use --force to overwrite it)");

@@ -6,7 +6,6 @@
 #include <cstring>
 #include <fstream>
 #include <iostream>
-#include <regex>
 #include <set>
 
 #include "cmd/cli.h"
@@ -60,6 +59,15 @@ std::string RealPath(const std::string& p, int* err) {
   return s;
 }
 
+// 1 to 64 of A-Z a-z 0-9 . _ -, not starting with '.' or '-': safe as a
+// file name and never hidden.
+bool ValidVolumeName(const std::string& name) {
+  if (name.empty() || name.size() > 64 || name[0] == '.' || name[0] == '-') return false;
+  for (char c : name)
+    if (!std::isalnum(static_cast<unsigned char>(c)) && c != '.' && c != '_' && c != '-') return false;
+  return true;
+}
+
 struct Export {
   std::string name;
   std::string path;  // absolute
@@ -69,10 +77,9 @@ struct Export {
 
 int Mount(const Args& args) {
   const std::string sub = "mount";
-  po::options_description desc("usage: vshare mount MOUNTPOINT --export NAME=IMAGE [options]");
-  desc.add_options()
-      ("help,h", "show this help")
-      ("mountpoint", po::value<std::string>(), "directory to mount on")
+  CommandLine cl(sub, "usage: vshare mount MOUNTPOINT --export NAME=IMAGE [options]");
+  cl.Positional("mountpoint", "directory to mount on");
+  cl.Options()
       ("export,e", po::value<std::vector<std::string>>()->composing(), "NAME=IMAGE: serve IMAGE as MOUNTPOINT/NAME.img (repeatable)")
       ("cache-size", po::value<std::string>()->default_value("128M"), "memory for the block cache, shared among the volumes")
       ("cache-ways", po::value<unsigned>()->default_value(8), "associativity of the cache (blocks per set)")
@@ -83,21 +90,13 @@ int Mount(const Args& args) {
       ("log-file", po::value<std::string>(), "append log lines to this file (default: stderr in the foreground, syslog otherwise)")
       ("verbose,v", "log debug lines too")
       ("fuse-debug", "trace every FUSE request to stderr (implies --foreground)");
-  po::positional_options_description pos;
-  pos.add("mountpoint", 1);
-  po::variables_map vm;
   int rc;
-  if (!ParseArgs(sub, args, desc, pos, &vm, &rc)) return rc;
-  if (vm.count("help")) {
-    std::cout << desc << "\n";
-    return 0;
-  }
-  if (!vm.count("mountpoint")) return UsageError(sub, "missing MOUNTPOINT");
-  if (!vm.count("export")) return UsageError(sub, "nothing to serve: give at least one --export NAME=IMAGE");
+  if (!cl.Parse(args, &rc)) return rc;
+  if (!cl.Has("export")) return UsageError(sub, "nothing to serve: give at least one --export NAME=IMAGE");
 
   // The mountpoint: an existing directory with nothing mounted on it.
   int err = 0;
-  const std::string given_mp = vm["mountpoint"].as<std::string>();
+  const std::string given_mp = cl.Get<std::string>("mountpoint");
   const std::string mp = RealPath(given_mp, &err);
   if (mp.empty()) return Fail(sub, "mountpoint " + given_mp + ": " + std::strerror(err));
   struct stat st;
@@ -105,15 +104,14 @@ int Mount(const Args& args) {
   if (IsMountPoint(mp)) return Fail(sub, "mountpoint " + mp + " is already mounted (vshare umount " + mp + " first)");
 
   // Exports: unique names, unique files, all openable.
-  static const std::regex kName("[A-Za-z0-9_][A-Za-z0-9._-]{0,63}");
   std::vector<Export> exports;
   std::set<std::pair<dev_t, ino_t>> files;
-  for (const std::string& spec : vm["export"].as<std::vector<std::string>>()) {
+  for (const std::string& spec : cl.Get<std::vector<std::string>>("export")) {
     size_t eq = spec.find('=');
     if (eq == std::string::npos || eq == 0 || eq + 1 == spec.size())
       return UsageError(sub, "--export '" + spec + "': expected NAME=IMAGE");
     Export e{spec.substr(0, eq), spec.substr(eq + 1)};
-    if (!std::regex_match(e.name, kName))
+    if (!ValidVolumeName(e.name))
       return UsageError(sub, "--export '" + spec + "': volume name must be 1-64 of A-Z a-z 0-9 . _ - and not start with '.' or '-'");
     for (const Export& other : exports)
       if (other.name == e.name) return UsageError(sub, "--export: volume name '" + e.name + "' is given twice");
@@ -130,27 +128,28 @@ int Mount(const Args& args) {
 
   // The cache budget is for the whole node, split evenly among the volumes.
   uint64_t cache_bytes = 0;
-  Status s = ParseSize(vm["cache-size"].as<std::string>(), &cache_bytes);
+  Status s = ParseSize(cl.Get<std::string>("cache-size"), &cache_bytes);
   if (!s.ok()) return UsageError(sub, "--cache-size: " + s.message());
   CacheHash hash;
-  s = ParseCacheHash(vm["cache-hash"].as<std::string>(), &hash);
+  s = ParseCacheHash(cl.Get<std::string>("cache-hash"), &hash);
   if (!s.ok()) return UsageError(sub, "--cache-hash: " + s.message());
-  const unsigned ways = vm["cache-ways"].as<unsigned>();
+  const unsigned ways = cl.Get<unsigned>("cache-ways");
   if (ways == 0 || ways > 1024) return UsageError(sub, "--cache-ways must be from 1 to 1024");
-  const double flush_interval = vm["flush-interval"].as<double>();
+  const double flush_interval = cl.Get<double>("flush-interval");
   if (!(flush_interval >= 0) || flush_interval > 86400) return UsageError(sub, "--flush-interval must be from 0 to 86400 seconds");
-  const unsigned threads = vm["threads"].as<unsigned>();
+  const unsigned threads = cl.Get<unsigned>("threads");
   if (threads == 0 || threads > 256) return UsageError(sub, "--threads must be from 1 to 256");
 
   MountOptions opts;
   opts.mountpoint = mp;
-  opts.fuse_debug = vm.count("fuse-debug") > 0;
-  opts.foreground = vm.count("foreground") > 0 || opts.fuse_debug;
+  opts.fuse_debug = cl.Has("fuse-debug");
+  opts.foreground = cl.Has("foreground") || opts.fuse_debug;
   opts.flush_interval_s = flush_interval;
   opts.max_threads = threads;
-  SetLogVerbose(vm.count("verbose") > 0);
-  if (vm.count("log-file")) {
-    std::string given = vm["log-file"].as<std::string>();
+  SetLogVerbose(cl.Has("verbose"));
+  if (cl.Has("log-file")) {
+    std::string given = cl.Get<std::string>("log-file");
+    if (given.empty()) return UsageError(sub, "--log-file needs a path");
     // The daemon runs from /, so keep the log where the user meant it.
     std::string abs = given.front() == '/' ? given : RealPath(".", &err) + "/" + given;
     if (!SetLogSink(LogSink::kFile, abs)) return Fail(sub, "cannot open log file " + given + ": " + std::strerror(errno));
@@ -168,9 +167,10 @@ int Mount(const Args& args) {
     CacheGeometry geo;
     s = CacheGeometry::ForBytes(cache_bytes / exports.size(), bs, ways, &geo);
     if (!s.ok())
-      return UsageError(sub, "--cache-size " + vm["cache-size"].as<std::string>() + " is too small for " +
+      return UsageError(sub, "--cache-size " + cl.Get<std::string>("cache-size") + " is too small for " +
                                  std::to_string(exports.size()) + " volume(s): " + s.message());
     geo.hash = hash;
+    geo.CapAt(store->block_count());
     node.AddVolume(std::make_unique<Volume>(e.name, std::move(store), geo));
   }
   return ServeMount(node, opts);

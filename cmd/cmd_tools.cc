@@ -3,6 +3,7 @@
 #include <fcntl.h>
 #include <signal.h>
 #include <sys/mount.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -34,16 +35,39 @@ int UsageError(const std::string& sub, const std::string& why) {
   return 2;
 }
 
-bool ParseArgs(const std::string& sub, const Args& args, const po::options_description& desc,
-               const po::positional_options_description& pos, po::variables_map* vm, int* exit_code) {
+CommandLine::CommandLine(std::string sub, const std::string& usage) : sub_(std::move(sub)), desc_(usage) {
+  desc_.add_options()("help,h", "show this help");
+}
+
+CommandLine& CommandLine::Positional(const std::string& name, const std::string& what) {
+  desc_.add_options()(name.c_str(), po::value<std::string>(), what.c_str());
+  pos_.add(name.c_str(), 1);
+  required_.push_back(name);
+  return *this;
+}
+
+bool CommandLine::Parse(const Args& args, int* exit_code) {
   try {
-    po::store(po::command_line_parser(args).options(desc).positional(pos).run(), *vm);
-    po::notify(*vm);
-    return true;
+    po::store(po::command_line_parser(args).options(desc_).positional(pos_).run(), vm_);
+    po::notify(vm_);
   } catch (const po::error& e) {
-    *exit_code = UsageError(sub, e.what());
+    *exit_code = UsageError(sub_, e.what());
     return false;
   }
+  if (Has("help")) {
+    std::cout << desc_ << "\n";
+    *exit_code = 0;
+    return false;
+  }
+  for (const std::string& name : required_) {
+    if (!Has(name)) {
+      std::string upper;
+      for (char c : name) upper.push_back(c == '-' ? '_' : static_cast<char>(std::toupper(static_cast<unsigned char>(c))));
+      *exit_code = UsageError(sub_, "missing " + upper);
+      return false;
+    }
+  }
+  return true;
 }
 
 namespace {
@@ -56,6 +80,31 @@ bool Running(pid_t pid) {
   std::string all((std::istreambuf_iterator<char>(stat)), {});
   size_t close_paren = all.rfind(')');
   return close_paren == std::string::npos || close_paren + 2 >= all.size() || all[close_paren + 2] != 'Z';
+}
+
+// Unmounts through the setuid helper, for users who may not call umount2.
+// Returns 0, or -1 with errno set (EBUSY when the helper says busy).
+int FusermountUnmount(const std::string& mp) {
+  int pipefd[2];
+  if (pipe2(pipefd, O_CLOEXEC) != 0) return -1;
+  pid_t child = fork();
+  if (child < 0) return -1;
+  if (child == 0) {
+    dup2(pipefd[1], STDERR_FILENO);
+    execlp("fusermount3", "fusermount3", "-u", mp.c_str(), static_cast<char*>(nullptr));
+    _exit(127);
+  }
+  close(pipefd[1]);
+  std::string out;
+  char buf[256];
+  ssize_t n;
+  while ((n = read(pipefd[0], buf, sizeof buf)) > 0) out.append(buf, static_cast<size_t>(n));
+  close(pipefd[0]);
+  int status = 0;
+  waitpid(child, &status, 0);
+  if (WIFEXITED(status) && WEXITSTATUS(status) == 0) return 0;
+  errno = out.find("busy") != std::string::npos ? EBUSY : EPERM;
+  return -1;
 }
 
 std::string StatsPath(const std::string& mp) { return mp + "/.vshare/stats"; }
@@ -162,67 +211,40 @@ int SendControl(const std::string& sub, const std::string& mp, const std::string
 }  // namespace
 
 int Stats(const Args& args) {
-  const std::string sub = "stats";
-  po::options_description desc("usage: vshare stats MOUNTPOINT [--json]");
-  desc.add_options()("help,h", "show this help")("mountpoint", po::value<std::string>(), "a mounted node")(
-      "json", "print the raw JSON document");
-  po::positional_options_description pos;
-  pos.add("mountpoint", 1);
-  po::variables_map vm;
+  CommandLine cl("stats", "usage: vshare stats MOUNTPOINT [--json]");
+  cl.Positional("mountpoint", "a mounted node");
+  cl.Options()("json", "print the raw JSON document");
   int rc;
-  if (!ParseArgs(sub, args, desc, pos, &vm, &rc)) return rc;
-  if (vm.count("help")) {
-    std::cout << desc << "\n";
-    return 0;
-  }
-  if (!vm.count("mountpoint")) return UsageError(sub, "missing MOUNTPOINT");
+  if (!cl.Parse(args, &rc)) return rc;
   json s;
   std::string why;
-  if (!ReadStats(vm["mountpoint"].as<std::string>(), &s, &why)) return Fail(sub, why);
-  if (vm.count("json")) std::cout << s.dump(2) << "\n";
+  if (!ReadStats(cl.Get<std::string>("mountpoint"), &s, &why)) return Fail(cl.sub(), why);
+  if (cl.Has("json")) std::cout << s.dump(2) << "\n";
   else PrintTable(s);
   return 0;
 }
 
 int Ctl(const Args& args) {
-  const std::string sub = "ctl";
-  po::options_description desc(
-      "usage: vshare ctl MOUNTPOINT COMMAND\n"
-      "COMMAND is flush, drop-cache, reset-stats, or a JSON object such as '{\"cmd\":\"flush\"}'");
-  desc.add_options()("help,h", "show this help")("mountpoint", po::value<std::string>(), "a mounted node")(
-      "command", po::value<std::string>(), "the command");
-  po::positional_options_description pos;
-  pos.add("mountpoint", 1).add("command", 1);
-  po::variables_map vm;
+  CommandLine cl("ctl",
+                 "usage: vshare ctl MOUNTPOINT COMMAND\n"
+                 "COMMAND is flush, drop-cache, reset-stats, or a JSON object such as '{\"cmd\":\"flush\"}'");
+  cl.Positional("mountpoint", "a mounted node").Positional("command", "the command");
   int rc;
-  if (!ParseArgs(sub, args, desc, pos, &vm, &rc)) return rc;
-  if (vm.count("help")) {
-    std::cout << desc << "\n";
-    return 0;
-  }
-  if (!vm.count("mountpoint") || !vm.count("command")) return UsageError(sub, "expected MOUNTPOINT COMMAND");
-  std::string cmd = vm["command"].as<std::string>();
+  if (!cl.Parse(args, &rc)) return rc;
+  std::string cmd = cl.Get<std::string>("command");
   if (cmd.empty() || cmd.front() != '{') cmd = json{{"cmd", cmd}}.dump();
-  return SendControl(sub, vm["mountpoint"].as<std::string>(), cmd);
+  return SendControl(cl.sub(), cl.Get<std::string>("mountpoint"), cmd);
 }
 
 int Umount(const Args& args) {
   const std::string sub = "umount";
-  po::options_description desc("usage: vshare umount MOUNTPOINT [--timeout SECONDS]");
-  desc.add_options()("help,h", "show this help")("mountpoint", po::value<std::string>(), "a mounted node")(
-      "timeout", po::value<double>()->default_value(120), "seconds to wait for the node to finish and exit");
-  po::positional_options_description pos;
-  pos.add("mountpoint", 1);
-  po::variables_map vm;
+  CommandLine cl(sub, "usage: vshare umount MOUNTPOINT [--timeout SECONDS]");
+  cl.Positional("mountpoint", "a mounted node");
+  cl.Options()("timeout", po::value<double>()->default_value(120), "seconds to wait for the node to finish and exit");
   int rc;
-  if (!ParseArgs(sub, args, desc, pos, &vm, &rc)) return rc;
-  if (vm.count("help")) {
-    std::cout << desc << "\n";
-    return 0;
-  }
-  if (!vm.count("mountpoint")) return UsageError(sub, "missing MOUNTPOINT");
-  const std::string mp = vm["mountpoint"].as<std::string>();
-  const double timeout = vm["timeout"].as<double>();
+  if (!cl.Parse(args, &rc)) return rc;
+  const std::string mp = cl.Get<std::string>("mountpoint");
+  const double timeout = cl.Get<double>("timeout");
   if (!(timeout > 0)) return UsageError(sub, "--timeout must be positive");
 
   json s;
@@ -236,7 +258,9 @@ int Umount(const Args& args) {
     std::cerr << "vshare umount: not unmounting " << mp << ": dirty blocks could not be written\n";
     return r;
   }
-  if (umount2(mp.c_str(), 0) != 0) {
+  int unmounted = umount2(mp.c_str(), 0);
+  if (unmounted != 0 && errno == EPERM) unmounted = FusermountUnmount(mp);
+  if (unmounted != 0) {
     if (errno == EBUSY)
       return Fail(sub, mp + " is busy: close the files using it first (is an image still loop-mounted? see 'losetup -a')");
     return Fail(sub, "cannot unmount " + mp + ": " + std::strerror(errno));

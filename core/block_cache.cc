@@ -31,6 +31,12 @@ Status CacheGeometry::ForBytes(uint64_t cache_bytes, uint32_t block_size, uint32
   return Status::Ok();
 }
 
+void CacheGeometry::CapAt(uint64_t blocks) {
+  uint64_t need = (blocks + ways - 1) / ways;
+  if (need < 1) need = 1;
+  if (need < sets) sets = static_cast<uint32_t>(need);
+}
+
 BlockCache::BlockCache(const CacheGeometry& geometry)
     : geo_(geometry),
       arena_(new std::byte[geometry.capacity_bytes()]),

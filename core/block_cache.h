@@ -46,6 +46,9 @@ struct CacheGeometry {
   // when not even one set of `ways` blocks fits, or `ways` is 0.
   static Status ForBytes(uint64_t cache_bytes, uint32_t block_size, uint32_t ways,
                          CacheGeometry* out);
+  // Shrinks the set count so the cache holds no more than `blocks` blocks
+  // (rounded up to whole sets): memory beyond a volume's size is never used.
+  void CapAt(uint64_t blocks);
 };
 
 // Monotonic counters (reset only by ResetCounters) and current occupancy.

@@ -32,6 +32,16 @@ TEST_CASE("geometry from a byte budget") {
   CHECK_FALSE(CacheGeometry::ForBytes(1 << 20, 4096, 0, &g).ok());
 }
 
+TEST_CASE("a cache is never larger than its volume") {
+  CacheGeometry g;
+  REQUIRE(CacheGeometry::ForBytes(64 << 20, 4096, 8, &g).ok());
+  g.CapAt(100);  // a 100-block volume
+  CHECK(g.sets == 13);
+  CHECK(g.capacity_blocks() >= 100);
+  g.CapAt(0);
+  CHECK(g.sets == 1);
+}
+
 TEST_CASE("miss then hit") {
   BlockCache c(Geo(4, 2));
   Touch(c, 10);

@@ -6,14 +6,8 @@ std::vector<Action> BlockTable::Apply(uint64_t block, const Event& event) {
   Shard& shard = shards_[block % kShards];
   std::lock_guard lock(shard.mu);
   auto it = shard.entries.find(block);
-  // The common case on a root without children: no entry, a local request,
-  // granted at once. Answer it without building or storing any state.
-  if (it == shard.entries.end() && event.link == kLocal &&
-      (event.kind == Event::Kind::kRequest || event.kind == Event::Kind::kWriteDone) &&
-      default_held_ >= event.perm) {
-    if (event.kind == Event::Kind::kWriteDone) return {};
-    return {Action{Action::Kind::kGrant, kLocal, event.perm}};
-  }
+  // Writes to untracked blocks stay untracked (see the header).
+  if (it == shard.entries.end() && event.kind == Event::Kind::kWriteDone) return {};
   const BlockState current = it == shard.entries.end() ? Default() : it->second;
   Transition t = Step(current, event);
   if (t.next == Default()) {
@@ -24,6 +18,13 @@ std::vector<Action> BlockTable::Apply(uint64_t block, const Event& event) {
     shard.entries.emplace(block, std::move(t.next));
   }
   return std::move(t.actions);
+}
+
+bool BlockTable::GrantLocalFast(uint64_t block, Perm want) const {
+  if (default_held_ < want) return false;
+  const Shard& shard = shards_[block % kShards];
+  std::lock_guard lock(shard.mu);
+  return shard.entries.find(block) == shard.entries.end();
 }
 
 BlockState BlockTable::Get(uint64_t block) const {

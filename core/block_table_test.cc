@@ -13,6 +13,15 @@ TEST_CASE("a root grants local access without tracking anything") {
   CHECK(t.tracked() == 0);
 }
 
+TEST_CASE("the local fast path answers only for untracked blocks the default covers") {
+  BlockTable root(Perm::kWrite);
+  CHECK(root.GrantLocalFast(3, Perm::kWrite));
+  root.Apply(3, {Event::Kind::kRequest, 2, Perm::kRead});  // a child now holds READ
+  CHECK_FALSE(root.GrantLocalFast(3, Perm::kRead));       // the slow path decides
+  BlockTable child(Perm::kNone);
+  CHECK_FALSE(child.GrantLocalFast(3, Perm::kRead));
+}
+
 TEST_CASE("grants to children are tracked, and released entries go away") {
   BlockTable t(Perm::kWrite);
   auto a = t.Apply(9, {Event::Kind::kRequest, 3, Perm::kRead});

@@ -15,7 +15,8 @@ Status Status::FromErrno(int err, std::string_view what) {
     case EINVAL: return InvalidArgument(std::move(msg));
     case EBUSY: return Busy(std::move(msg));
     case ENOSPC:
-    case EFBIG: return OutOfRange(std::move(msg));
+    case EFBIG:
+    case EDQUOT: return NoSpace(std::move(msg));
     case ETIMEDOUT: return TimedOut(std::move(msg));
     case EOPNOTSUPP: return Unsupported(std::move(msg));
     default: return IOError(std::move(msg));
@@ -29,6 +30,7 @@ const char* Status::CodeName(Code c) {
     case Code::kNotFound: return "not found";
     case Code::kAlreadyExists: return "already exists";
     case Code::kOutOfRange: return "out of range";
+    case Code::kNoSpace: return "no space";
     case Code::kIOError: return "I/O error";
     case Code::kBusy: return "busy";
     case Code::kPermissionDenied: return "permission denied";

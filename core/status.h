@@ -19,6 +19,7 @@ class Status {
     kNotFound,         // a file, volume or block that does not exist
     kAlreadyExists,
     kOutOfRange,       // I/O at or beyond the end of a volume
+    kNoSpace,          // the backing store is full
     kIOError,          // the backing store failed
     kBusy,             // a resource is held by someone else
     kPermissionDenied,
@@ -32,6 +33,7 @@ class Status {
   static Status NotFound(std::string msg) { return {Code::kNotFound, std::move(msg)}; }
   static Status AlreadyExists(std::string msg) { return {Code::kAlreadyExists, std::move(msg)}; }
   static Status OutOfRange(std::string msg) { return {Code::kOutOfRange, std::move(msg)}; }
+  static Status NoSpace(std::string msg) { return {Code::kNoSpace, std::move(msg)}; }
   static Status IOError(std::string msg) { return {Code::kIOError, std::move(msg)}; }
   static Status Busy(std::string msg) { return {Code::kBusy, std::move(msg)}; }
   static Status PermissionDenied(std::string msg) { return {Code::kPermissionDenied, std::move(msg)}; }

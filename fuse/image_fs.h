@@ -29,8 +29,8 @@ struct MountOptions {
 // Mounts `node` at opts.mountpoint and serves it until unmounted or sent
 // SIGTERM/SIGINT/SIGHUP; then writes every dirty block back to the store,
 // unmounts, and returns. Returns a process exit code: 0 on a clean shutdown,
-// 1 if the mount failed (after printing one line why), 2 if the final flush
-// failed (the log says which volume).
+// 1 if the mount failed (after printing one line why) or the final flush
+// failed (the log says which volume and how many blocks were not written).
 int ServeMount(Node& node, const MountOptions& opts);
 
 }  // namespace vshare

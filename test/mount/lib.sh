@@ -1,0 +1,157 @@
+# Shared harness for vshare's mount-level tests. Source it, then call
+# `begin NAME`; every node, FUSE mount and loop mount made through these
+# helpers is undone by the EXIT trap, whatever path the test takes.
+#
+#   start_node MP ARGS...   vshare mount MP ARGS... in the foreground, in the
+#                           background; waits (bounded) until it serves
+#   stop_node MP            vshare umount MP, then wait for the process
+#   loop_mount IMG DIR      mount -o loop, remembered for cleanup
+#   check DESC CMD...       runs CMD; counts a pass or a failure
+#   finish                  prints "N passed, N failed"; exit status 0 iff none failed
+set -u
+
+: "${VSHARE:=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)/build/vshare}"
+[ -x "$VSHARE" ] || { echo "vshare binary not found at $VSHARE (set VSHARE)"; exit 1; }
+
+PASSED=0
+FAILED=0
+declare -A NODE_PID=()   # mountpoint -> pid
+LOOP_MOUNTS=()
+WORK=""
+
+begin() {
+  TEST_NAME=$1
+  [ "$(id -u)" = 0 ] || { echo "$TEST_NAME: must run as root (FUSE and loop mounts)"; exit 1; }
+  [ -c /dev/fuse ] || { echo "$TEST_NAME: /dev/fuse is missing"; exit 1; }
+  WORK=$(mktemp -d "/tmp/vshare-$TEST_NAME.XXXXXX")
+  chmod 755 "$WORK"
+  trap cleanup EXIT
+  trap 'exit 130' INT TERM
+  echo "== $TEST_NAME (work dir $WORK)"
+}
+
+cleanup() {
+  local rc=$? mp pid i
+  for ((i = ${#LOOP_MOUNTS[@]} - 1; i >= 0; i--)); do
+    mp=${LOOP_MOUNTS[$i]}
+    if mountpoint -q "$mp"; then umount "$mp" 2>/dev/null || umount -l "$mp"; fi
+  done
+  # Loop devices still attached to files under our mounts or work dir.
+  losetup -a 2>/dev/null | grep -F "$WORK" | cut -d: -f1 | while read -r dev; do losetup -d "$dev"; done
+  for mp in "${!NODE_PID[@]}"; do
+    if mountpoint -q "$mp"; then umount "$mp" 2>/dev/null || umount -l "$mp"; fi
+    pid=${NODE_PID[$mp]}
+    kill_pid "$pid"
+  done
+  if [ -n "$WORK" ] && [ -d "$WORK" ]; then
+    if [ "$rc" != 0 ] || [ "$FAILED" != 0 ]; then
+      for f in "$WORK"/*.log; do [ -f "$f" ] && { echo "--- $f (last 20 lines)"; tail -n 20 "$f"; }; done
+    fi
+    rm -rf "$WORK"
+  fi
+  exit "$rc"
+}
+
+# Ends a process we started: TERM, then KILL after 10 s.
+kill_pid() {
+  local pid=$1 i
+  kill -0 "$pid" 2>/dev/null || return 0
+  kill -TERM "$pid" 2>/dev/null
+  for ((i = 0; i < 100; i++)); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+  kill -0 "$pid" 2>/dev/null && kill -KILL "$pid" 2>/dev/null
+  wait "$pid" 2>/dev/null || true
+}
+
+# Waits up to $2 seconds (default 10) for command $1 to succeed.
+wait_for() {
+  local cond=$1 limit=${2:-10} i
+  for ((i = 0; i < limit * 10; i++)); do
+    eval "$cond" && return 0
+    sleep 0.1
+  done
+  return 1
+}
+
+start_node() {
+  local mp=$1
+  shift
+  mkdir -p "$mp"
+  local log="$WORK/node-$(basename "$mp").log"
+  "$VSHARE" mount "$mp" "$@" -f --log-file "$log" &
+  local pid=$!
+  NODE_PID[$mp]=$pid
+  if ! wait_for "[ -f '$mp/.vshare/stats' ]" 10; then
+    echo "node on $mp did not come up; log:"
+    cat "$log"
+    return 1
+  fi
+}
+
+# Unmounts through vshare umount (which writes back first) and waits for the
+# node's process to exit. Returns vshare umount's status.
+stop_node() {
+  local mp=$1 rc
+  "$VSHARE" umount "$mp"
+  rc=$?
+  local pid=${NODE_PID[$mp]:-}
+  if [ -n "$pid" ]; then
+    wait_for "! kill -0 $pid 2>/dev/null" 30 || echo "node $pid did not exit"
+    wait "$pid" 2>/dev/null
+    unset "NODE_PID[$mp]"
+  fi
+  return $rc
+}
+
+loop_mount() {
+  mkdir -p "$2"
+  mount -o loop "$1" "$2" || return 1
+  LOOP_MOUNTS+=("$2")
+}
+
+loop_umount() {
+  umount "$1"
+}
+
+# A counter from the stats JSON, by jq-like dotted path (volumes.vol.cache.misses).
+stat_of() {
+  local mp=$1 path=$2
+  python3 -c '
+import json, sys
+d = json.load(open(sys.argv[1]))
+for k in sys.argv[2].split("."):
+    d = d[int(k)] if isinstance(d, list) else d[k]
+print(d)' "$mp/.vshare/stats" "$path"
+}
+
+check() {
+  local desc=$1
+  shift
+  if "$@"; then
+    PASSED=$((PASSED + 1))
+    echo "ok - $desc"
+  else
+    FAILED=$((FAILED + 1))
+    echo "FAIL - $desc"
+  fi
+}
+
+# Runs CMD, expecting exit status $2 and stderr/stdout containing $3.
+expect_fail() {
+  local desc=$1 want_rc=$2 want_msg=$3
+  shift 3
+  local out rc
+  out=$("$@" 2>&1)
+  rc=$?
+  if [ "$rc" = "$want_rc" ] && grep -qF -- "$want_msg" <<<"$out"; then
+    PASSED=$((PASSED + 1))
+    echo "ok - $desc"
+  else
+    FAILED=$((FAILED + 1))
+    echo "FAIL - $desc: exit $rc (want $want_rc), output: $out (want '$want_msg')"
+  fi
+}
+
+finish() {
+  echo "$PASSED passed, $FAILED failed"
+  [ "$FAILED" = 0 ]
+}
