@@ -1,6 +1,8 @@
 // vshare mount MOUNTPOINT --export NAME=IMAGE [--export ...] [options]
 #include <stdlib.h>
+#include <fcntl.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <cerrno>
 #include <cstring>
@@ -46,6 +48,15 @@ bool IsMountPoint(const std::string& path) {
     if (fields >> id >> parent >> devno >> root >> mp && Unescape(mp) == path) return true;
   }
   return false;
+}
+
+// Opens the stats file, which needs an answer from the daemon (the kernel
+// may answer lookups from its caches). False with errno set when it fails.
+bool NodeAnswers(const std::string& mp) {
+  int fd = open((mp + "/.vshare/stats").c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return false;
+  close(fd);
+  return true;
 }
 
 std::string RealPath(const std::string& p, int* err) {
@@ -98,9 +109,15 @@ int Mount(const Args& args) {
   int err = 0;
   const std::string given_mp = cl.Get<std::string>("mountpoint");
   const std::string mp = RealPath(given_mp, &err);
+  if (mp.empty() && err == ENOTCONN)
+    return Fail(sub, "mountpoint " + given_mp + " holds the mount of a node that died; run 'vshare umount " +
+                         given_mp + "' first");
   if (mp.empty()) return Fail(sub, "mountpoint " + given_mp + ": " + std::strerror(err));
   struct stat st;
   if (stat(mp.c_str(), &st) != 0 || !S_ISDIR(st.st_mode)) return Fail(sub, "mountpoint " + given_mp + " is not a directory");
+  if (IsMountPoint(mp) && !NodeAnswers(mp) && errno == ENOTCONN)
+    return Fail(sub, "mountpoint " + given_mp + " holds the mount of a node that died; run 'vshare umount " +
+                         given_mp + "' first");
   if (IsMountPoint(mp)) return Fail(sub, "mountpoint " + mp + " is already mounted (vshare umount " + mp + " first)");
 
   // Exports: unique names, unique files, all openable.

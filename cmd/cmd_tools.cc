@@ -115,7 +115,11 @@ std::string ControlPath(const std::string& mp) { return mp + "/.vshare/control";
 bool ReadStats(const std::string& mp, json* out, std::string* why) {
   std::ifstream in(StatsPath(mp));
   if (!in) {
-    *why = mp + " is not a mounted vshare node (no " + StatsPath(mp) + ")";
+    if (errno == ENOTCONN)
+      *why = "the node serving " + mp + " has died (transport endpoint is not connected); 'vshare umount " + mp +
+             "' removes the dead mount";
+    else
+      *why = mp + " is not a mounted vshare node (no " + StatsPath(mp) + ")";
     return false;
   }
   std::stringstream ss;
@@ -249,7 +253,16 @@ int Umount(const Args& args) {
 
   json s;
   std::string why;
-  if (!ReadStats(mp, &s, &why)) return Fail(sub, why);
+  if (!ReadStats(mp, &s, &why)) {
+    // A node that died (SIGKILL, crash) leaves its mount behind, answering
+    // ENOTCONN. Nothing can be written back any more: remove the mount.
+    if (errno != ENOTCONN) return Fail(sub, why);
+    if (umount2(mp.c_str(), 0) != 0 && FusermountUnmount(mp) != 0)
+      return Fail(sub, "cannot remove the dead mount " + mp + ": " + std::strerror(errno));
+    std::cerr << "vshare umount: the node serving " << mp
+              << " had died; removed its mount (blocks it had not written back are lost)\n";
+    return 0;
+  }
   const pid_t pid = s["node"].value("pid", 0);
 
   // Write everything back while the node is still mounted, so a failure

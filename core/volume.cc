@@ -24,6 +24,7 @@ Volume::Volume(std::string name, std::unique_ptr<BlockStore> store, const CacheG
       table_(Perm::kWrite) {}
 
 Status Volume::Permit(uint64_t block, Perm want) {
+  if (table_.GrantLocalFast(block, want)) return Status::Ok();
   std::vector<Action> actions = table_.Apply(block, Event{Event::Kind::kRequest, kLocal, want});
   if (actions.size() == 1 && actions[0].kind == Action::Kind::kGrant) return Status::Ok();
   // Only a root without children exists so far; anything else here means a
@@ -134,7 +135,8 @@ Status Volume::Write(uint64_t offset, std::span<const std::byte> in, size_t* don
     if (!st.ok()) break;
     std::memcpy(slot->data + in_block, in.data() + (pos - offset), n);
     set.MarkDirty(slot);
-    table_.Apply(block, Event{Event::Kind::kWriteDone, kLocal, Perm::kWrite});
+    if (!table_.GrantLocalFast(block, Perm::kWrite))
+      table_.Apply(block, Event{Event::Kind::kWriteDone, kLocal, Perm::kWrite});
     pos += n;
     *done += n;
   }

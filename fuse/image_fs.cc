@@ -36,7 +36,8 @@ int ToErrno(const Status& st) {
     case Status::Code::kInvalidArgument: return EINVAL;
     case Status::Code::kNotFound: return ENOENT;
     case Status::Code::kAlreadyExists: return EEXIST;
-    case Status::Code::kOutOfRange: return ENOSPC;
+    case Status::Code::kOutOfRange: return ENOSPC;  // past the end of a fixed-size image
+    case Status::Code::kNoSpace: return ENOSPC;
     case Status::Code::kIOError: return EIO;
     case Status::Code::kBusy: return EBUSY;
     case Status::Code::kPermissionDenied: return EACCES;
@@ -439,7 +440,7 @@ int FinalFlush(Node& node) {
   if (!st.ok()) {
     LogError("shutdown: flush failed, " + std::to_string(node.DirtyBlocks()) +
              " blocks were not written: " + st.ToString());
-    return 2;
+    return 1;
   }
   LogInfo("shutdown: all blocks written and synced");
   return 0;
@@ -459,17 +460,17 @@ int ServeMount(Node& node, const MountOptions& opts) {
 
   fuse_session* se = fuse_session_new(&args, &ops, sizeof ops, &fs);
   if (!se) {
-    std::fprintf(stderr, "vshare: cannot create a FUSE session\n");
+    std::fprintf(stderr, "vshare mount: cannot create a FUSE session\n");
     return 1;
   }
   if (fuse_session_mount(se, opts.mountpoint.c_str()) != 0) {
-    std::fprintf(stderr, "vshare: cannot mount on %s (is /dev/fuse available, and are you root?)\n",
+    std::fprintf(stderr, "vshare mount: cannot mount on %s (is /dev/fuse available, and are you root?)\n",
                  opts.mountpoint.c_str());
     fuse_session_destroy(se);
     return 1;
   }
   if (fuse_set_signal_handlers(se) != 0) {
-    std::fprintf(stderr, "vshare: cannot install signal handlers\n");
+    std::fprintf(stderr, "vshare mount: cannot install signal handlers\n");
     fuse_session_unmount(se);
     fuse_session_destroy(se);
     return 1;
@@ -505,7 +506,10 @@ int ServeMount(Node& node, const MountOptions& opts) {
     fuse_loop_cfg_destroy(cfg);
     flusher.Stop();
   }
-  LogInfo(rc == 0 ? "unmounting " + opts.mountpoint : "FUSE loop ended with error " + std::to_string(rc));
+  // libfuse reports the signal that ended the loop as a positive number.
+  if (rc == 0) LogInfo("unmounted " + opts.mountpoint);
+  else if (rc > 0) LogInfo("signal " + std::to_string(rc) + " received: shutting down " + opts.mountpoint);
+  else LogError("FUSE loop failed (" + std::string(std::strerror(-rc)) + "): shutting down " + opts.mountpoint);
   int flush_rc = FinalFlush(node);
   fuse_remove_signal_handlers(se);
   fuse_session_unmount(se);
