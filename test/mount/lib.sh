@@ -18,6 +18,7 @@ FAILED=0
 declare -A NODE_PID=()   # mountpoint -> pid
 LOOP_MOUNTS=()
 WORK=""
+WATCHDOG=""
 
 begin() {
   TEST_NAME=$1
@@ -27,11 +28,25 @@ begin() {
   chmod 755 "$WORK"
   trap cleanup EXIT
   trap 'exit 130' INT TERM
+  # ctest kills a test that overruns with SIGKILL, which no trap sees. Stop
+  # first, with SIGTERM to this shell and its children, so cleanup runs.
+  local limit=${TEST_TIMEOUT:-240} me=$$
+  (
+    sleep "$limit"
+    echo "$TEST_NAME: timed out after ${limit}s, cleaning up" >&2
+    kill -TERM "$me"
+    for p in $(pgrep -P "$me"); do [ "$p" != "$BASHPID" ] && kill -TERM "$p"; done
+  ) &
+  WATCHDOG=$!
   echo "== $TEST_NAME (work dir $WORK)"
 }
 
 cleanup() {
   local rc=$? mp pid i
+  if [ -n "$WATCHDOG" ]; then
+    pkill -P "$WATCHDOG" 2>/dev/null
+    kill "$WATCHDOG" 2>/dev/null
+  fi
   for ((i = ${#LOOP_MOUNTS[@]} - 1; i >= 0; i--)); do
     mp=${LOOP_MOUNTS[$i]}
     if mountpoint -q "$mp"; then umount "$mp" 2>/dev/null || umount -l "$mp"; fi
