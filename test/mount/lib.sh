@@ -31,11 +31,13 @@ begin() {
   # ctest kills a test that overruns with SIGKILL, which no trap sees. Stop
   # first, with SIGTERM to this shell and its children, so cleanup runs.
   local limit=${TEST_TIMEOUT:-240} me=$$
+  # (Only a sleep that ran its course fires it: cleanup kills the sleep.)
   (
-    sleep "$limit"
-    echo "$TEST_NAME: timed out after ${limit}s, cleaning up" >&2
-    kill -TERM "$me"
-    for p in $(pgrep -P "$me"); do [ "$p" != "$BASHPID" ] && kill -TERM "$p"; done
+    sleep "$limit" && {
+      echo "$TEST_NAME: timed out after ${limit}s, cleaning up" >&2
+      kill -TERM "$me"
+      for p in $(pgrep -P "$me"); do [ "$p" != "$BASHPID" ] && kill -TERM "$p"; done
+    }
   ) &
   WATCHDOG=$!
   echo "== $TEST_NAME (work dir $WORK)"
@@ -44,6 +46,8 @@ begin() {
 cleanup() {
   local rc=$? mp pid i
   if [ -n "$WATCHDOG" ]; then
+    # The sleep first (the watchdog then skips its timeout branch), else it
+    # would outlive us holding ctest's output pipe open.
     pkill -P "$WATCHDOG" 2>/dev/null
     kill "$WATCHDOG" 2>/dev/null
   fi
