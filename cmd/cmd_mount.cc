@@ -147,6 +147,12 @@ int Mount(const Args& args) {
   uint64_t cache_bytes = 0;
   Status s = ParseSize(cl.Get<std::string>("cache-size"), &cache_bytes);
   if (!s.ok()) return UsageError(sub, "--cache-size: " + s.message());
+  // The cache is allocated and touched at start-up: more than the machine
+  // has would end in the OOM killer rather than an error message.
+  const uint64_t ram = static_cast<uint64_t>(sysconf(_SC_PHYS_PAGES)) * static_cast<uint64_t>(sysconf(_SC_PAGESIZE));
+  if (ram > 0 && cache_bytes > ram / 10 * 9)
+    return UsageError(sub, "--cache-size " + FormatSize(cache_bytes) + " does not fit in this machine's memory (" +
+                               FormatSize(ram) + ")");
   CacheHash hash;
   s = ParseCacheHash(cl.Get<std::string>("cache-hash"), &hash);
   if (!s.ok()) return UsageError(sub, "--cache-hash: " + s.message());

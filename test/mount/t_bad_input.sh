@@ -42,6 +42,7 @@ expect_fail "mount on a file" 1 "is not a directory" "$VSHARE" mount "$img" --ex
 # mount: cache and other flags
 expect_fail "mount with a malformed cache size" 2 "--cache-size: bad size '12Q'" "$VSHARE" mount "$mp" --export v="$img" --cache-size 12Q
 expect_fail "mount with a cache smaller than one set" 2 "smaller than one set" "$VSHARE" mount "$mp" --export v="$img" --cache-size 4K
+expect_fail "mount with a cache larger than memory" 2 "does not fit in this machine's memory" "$VSHARE" mount "$mp" --export v="$img" --cache-size 1024P
 expect_fail "mount with zero ways" 2 "--cache-ways must be" "$VSHARE" mount "$mp" --export v="$img" --cache-ways 0
 expect_fail "mount with an unknown hash" 2 "unknown cache hash" "$VSHARE" mount "$mp" --export v="$img" --cache-hash crc
 expect_fail "mount with an unknown flag" 2 "unrecognised option '--bogus'" "$VSHARE" mount "$mp" --export v="$img" --bogus
