@@ -10,6 +10,7 @@ PACKAGES=(
   libboost1.81-dev libboost-program-options1.81-dev
   nlohmann-json3-dev doctest-dev libssl-dev
   e2fsprogs util-linux python3 fio
+  clang libclang-rt-14-dev
 )
 
 missing=()
