@@ -1,0 +1,195 @@
+#include "net/connection.h"
+
+#include <doctest/doctest.h>
+
+#include "net/wire.h"
+
+using namespace vshare;
+using namespace vshare::net;
+using namespace std::chrono_literals;
+
+namespace {
+
+// A connected pair of sockets on 127.0.0.1.
+std::pair<tcp::socket, tcp::socket> SocketPair(asio::io_context& io) {
+  tcp::acceptor acc(io, tcp::endpoint(asio::ip::make_address("127.0.0.1"), 0));
+  tcp::socket client(io);
+  client.connect(acc.local_endpoint());
+  tcp::socket server = acc.accept();
+  return {std::move(client), std::move(server)};
+}
+
+// Runs `io` until `done` is set, for at most `limit`: no test can hang.
+void RunUntil(asio::io_context& io, const bool& done, std::chrono::milliseconds limit = 5000ms) {
+  auto deadline = std::chrono::steady_clock::now() + limit;
+  while (!done && std::chrono::steady_clock::now() < deadline) {
+    io.run_for(10ms);
+    if (io.stopped()) io.restart();
+  }
+  REQUIRE(done);
+}
+
+Message Get(uint64_t block) {
+  Message m;
+  m.opcode = Opcode::kIoRequest;
+  m.io_op = IoOp::kGet;
+  m.block_num = block;
+  return m;
+}
+
+Message ReplyTo(const Message& req) {
+  Message r;
+  r.opcode = Opcode::kOkReply;
+  r.xid = req.xid;
+  r.block_num = req.block_num;
+  return r;
+}
+
+}  // namespace
+
+TEST_CASE("many calls in flight get their own replies, answered in reverse order") {
+  asio::io_context io;
+  auto [a, b] = SocketPair(io);
+  std::vector<Message> held;
+  std::shared_ptr<Connection> server;
+  server = Connection::Start(std::move(b), [&](const std::shared_ptr<Connection>& c, Message m) {
+    held.push_back(std::move(m));
+    if (held.size() == 50)  // answer only once all have arrived, last first
+      for (auto it = held.rbegin(); it != held.rend(); ++it) c->Send(ReplyTo(*it));
+  });
+  auto client = Connection::Start(std::move(a), nullptr);
+  int ok = 0;
+  bool done = false;
+  for (uint64_t i = 0; i < 50; ++i) {
+    asio::co_spawn(io, [&, i]() -> asio::awaitable<void> {
+      CallResult r = co_await client->Call(Get(i), 2000ms);
+      if (r.status.ok() && r.reply.block_num == i) ++ok;
+      if (ok == 50) done = true;
+    }, asio::detached);
+  }
+  RunUntil(io, done);
+  CHECK(ok == 50);
+  CHECK(client->pending_calls() == 0);
+  CHECK(client->counters().frames_in == 50);
+}
+
+TEST_CASE("a call without a reply times out at its deadline, and a late reply is dropped") {
+  asio::io_context io;
+  auto [a, b] = SocketPair(io);
+  Message late;
+  auto server = Connection::Start(std::move(b), [&](const std::shared_ptr<Connection>&, Message m) { late = m; });
+  auto client = Connection::Start(std::move(a), nullptr);
+  bool done = false;
+  Status st;
+  auto start = std::chrono::steady_clock::now();
+  std::chrono::milliseconds took{};
+  asio::co_spawn(io, [&]() -> asio::awaitable<void> {
+    CallResult r = co_await client->Call(Get(1), 200ms);
+    st = r.status;
+    took = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - start);
+    server->Send(ReplyTo(late));  // too late now
+    done = true;
+  }, asio::detached);
+  RunUntil(io, done);
+  CHECK(st.code() == Status::Code::kTimedOut);
+  CHECK(took >= 190ms);
+  CHECK(took < 2000ms);
+  bool settled = false;
+  asio::steady_timer t(io, 100ms);
+  t.async_wait([&](auto) { settled = true; });
+  RunUntil(io, settled);
+  CHECK(client->counters().late_replies == 1);
+  CHECK(client->counters().timeouts == 1);
+}
+
+TEST_CASE("a closing peer fails pending calls at once, not at their deadline") {
+  asio::io_context io;
+  auto [a, b] = SocketPair(io);
+  auto server = Connection::Start(std::move(b), [&](const std::shared_ptr<Connection>& c, Message) {
+    c->Close(Status::IOError("going away"));
+  });
+  Status closed_why;
+  auto client = Connection::Start(std::move(a), nullptr,
+                                  [&](const std::shared_ptr<Connection>&, const Status& s) { closed_why = s; });
+  bool done = false;
+  Status st;
+  auto start = std::chrono::steady_clock::now();
+  asio::co_spawn(io, [&]() -> asio::awaitable<void> {
+    st = (co_await client->Call(Get(1), 10000ms)).status;
+    done = true;
+  }, asio::detached);
+  RunUntil(io, done, 3000ms);
+  CHECK(st.code() == Status::Code::kIOError);
+  CHECK(std::chrono::steady_clock::now() - start < 2000ms);
+  CHECK(client->closed());
+  CHECK_FALSE(closed_why.ok());
+}
+
+TEST_CASE("a malformed frame gets the right ERR_REPLY and the stream goes on") {
+  asio::io_context io;
+  auto [raw, b] = SocketPair(io);
+  int requests = 0;
+  auto server = Connection::Start(std::move(b), [&](const std::shared_ptr<Connection>& c, Message m) {
+    ++requests;
+    c->Send(ReplyTo(m));
+  });
+  // An IO_REQUEST with an unknown parameter 999, XID 77, then a good one.
+  std::vector<uint8_t> bytes = {0, 0, 0, 28 + 6 + 6, 3, 1, 0, 2};
+  bytes.resize(bytes.size() + 16, 0);
+  for (int i = 0; i < 7; ++i) bytes.push_back(0);
+  bytes.push_back(77);
+  for (uint8_t x : {0x03, 0xe7, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0}) bytes.push_back(x);
+  Message good = Get(5);
+  good.xid = 78;
+  REQUIRE(wire::Encode(good, &bytes));
+  asio::write(raw, asio::buffer(bytes));
+
+  std::vector<Message> replies;
+  std::vector<uint8_t> in(4096);
+  size_t filled = 0;
+  auto deadline = std::chrono::steady_clock::now() + 3s;
+  while (replies.size() < 2 && std::chrono::steady_clock::now() < deadline) {
+    io.run_for(10ms);
+    if (io.stopped()) io.restart();
+    raw.non_blocking(true);
+    boost::system::error_code ec;
+    filled += raw.read_some(asio::buffer(in.data() + filled, in.size() - filled), ec);
+    Message m;
+    size_t used;
+    wire::DecodeError err;
+    while (wire::Decode(std::span(in.data(), filled), &m, &used, &err) == wire::DecodeResult::kGood) {
+      replies.push_back(m);
+      std::memmove(in.data(), in.data() + used, filled - used);
+      filled -= used;
+    }
+  }
+  REQUIRE(replies.size() == 2);
+  CHECK(replies[0].opcode == Opcode::kErrReply);
+  CHECK(replies[0].xid == 77);
+  CHECK(*replies[0].status == WireStatus::kBadParamId);
+  CHECK(*replies[0].err_param == 999);
+  CHECK(replies[1].opcode == Opcode::kOkReply);
+  CHECK(replies[1].xid == 78);
+  CHECK(requests == 1);
+  CHECK(server->counters().bad_frames == 1);
+  CHECK_FALSE(server->closed());
+}
+
+TEST_CASE("an impossible frame length closes the connection") {
+  asio::io_context io;
+  auto [raw, b] = SocketPair(io);
+  Status why;
+  auto server = Connection::Start(std::move(b), nullptr, [&](const std::shared_ptr<Connection>&, const Status& s) { why = s; });
+  std::vector<uint8_t> bytes = {0x7f, 0xff, 0xff, 0xff, 1, 2, 3};
+  asio::write(raw, asio::buffer(bytes));
+  bool done = false;
+  asio::steady_timer poll(io);
+  std::function<void()> check = [&] {
+    if (server->closed()) { done = true; return; }
+    poll.expires_after(10ms);
+    poll.async_wait([&](auto) { check(); });
+  };
+  check();
+  RunUntil(io, done);
+  CHECK(why.message().find("bad framing") != std::string::npos);
+}
