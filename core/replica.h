@@ -1,0 +1,196 @@
+// Replica: one node's part in sharing one volume, as a pure state machine.
+//
+// A Replica knows only its parent (through calls it makes) and its children
+// (by LinkId). Events come in through the On*() methods and StartLocal();
+// what the node must do comes out of TakeOutbox() (messages) and
+// TakeLocalDone() (completed local operations). It never blocks, sleeps,
+// reads a clock or touches a socket: time arrives with each event. The
+// network adapter (net/) and the simulation in tests deliver the same events.
+//
+// Protocol behaviour (doc/protocol.md, doc/architecture.md):
+//  - CONNECT: a node that does not serve the volume yet connects upward
+//    first; each node gives its children its own volume ID and maps it back
+//    to its parent's ID on every request it forwards.
+//  - Requests for a block are served in arrival order, one at a time. A
+//    request first obtains this node's own permission from the parent, then
+//    invalidates conflicting children and waits for their replies, then is
+//    granted. An INVALIDATE from the parent is never queued behind them: it
+//    recalls the children's grants and answers as soon as they have.
+//  - GET and LOCK grant READ or WRITE; a proxy keeps a copy of what passes
+//    through. PUT writes through to the root and leaves the writer no
+//    permission. FLUSH sends a WRITE holder's data up to the root and gives
+//    back what the writer no longer needs.
+//  - TTL: a node's grant expires at (request sent + TTL granted); it grants
+//    its children the time it has left, so a child's grant always expires
+//    first. A block whose grant expired is fetched again.
+//
+// Not thread-safe: drive one Replica from one thread or strand.
+#pragma once
+
+#include <chrono>
+#include <deque>
+#include <optional>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "core/block_data.h"
+#include "core/coherence.h"
+#include "core/message.h"
+#include "core/status.h"
+
+namespace vshare {
+
+using Time = std::chrono::steady_clock::time_point;
+
+struct ReplicaConfig {
+  std::string volume_name;
+  uint32_t volume_id = 0;        // the ID this node gives its children
+  bool is_root = false;
+  uint64_t volume_size = 0;      // the root's; learned at CONNECT elsewhere
+  uint32_t block_size = 4096;    // likewise
+  uint32_t grant_ttl_ms = 1200 * 1000;  // the root's TTL on every grant
+  uint32_t hb_ttl_ms = 30 * 1000;       // the root's global lease
+  uint8_t max_hops = 16;
+  Originator self{};             // this node's address, for loop detection
+  bool keep_copies = true;       // a proxy keeps a READ copy of what passes through
+};
+
+// One message the node must send. A kCall expects a reply, to be delivered
+// with OnReply(call_id, ...); a kSend is a reply or a notification.
+struct Outgoing {
+  enum class Kind { kCall, kSend };
+  Kind kind = Kind::kSend;
+  bool to_parent = false;
+  LinkId child = 0;    // the destination when !to_parent
+  uint64_t call_id = 0;
+  Message msg;
+};
+
+struct LocalDone {
+  uint64_t op = 0;
+  Status status;
+};
+
+class Replica {
+ public:
+  Replica(ReplicaConfig cfg, BlockData* data);
+
+  // Joins the tree: a non-root node sends CONNECT to its parent. Requests
+  // made before the reply wait for it.
+  void Start(Time now);
+
+  // A message from child `child`: CONNECT, IO_REQUEST, HEARTBEAT, ...
+  void OnChildMessage(LinkId child, const Message& m, Time now);
+  // A request or notification from the parent: INVALIDATE, PUSH.
+  void OnParentMessage(const Message& m, Time now);
+  // The outcome of an earlier kCall: a reply, or a failure (timeout, closed).
+  void OnReply(uint64_t call_id, const Status& st, const Message& reply, Time now);
+
+  // Local access (the FUSE image): obtain `want` on `block`. Completion comes
+  // out of TakeLocalDone() with the returned id.
+  uint64_t StartLocal(uint64_t block, Perm want, Time now);
+  // After StartLocal(.., kWrite) completed: the local write of `data`.
+  Status WriteLocal(uint64_t block, std::span<const uint8_t> data);
+  // Write `data` through to the root (a PUT), keeping no permission.
+  uint64_t PutLocal(uint64_t block, std::vector<uint8_t> data, Time now);
+  // Send the block's data to the root, keeping `keep` (Example Four).
+  uint64_t FlushLocal(uint64_t block, Perm keep, Time now);
+  // A child went away: its grants are forgotten. (Recovery freezes them: later.)
+  void OnChildGone(LinkId child);
+
+  std::vector<Outgoing> TakeOutbox();
+  std::vector<LocalDone> TakeLocalDone();
+
+  bool connected() const { return connected_; }
+  uint32_t parent_volume_id() const { return parent_volume_id_; }
+  BlockState StateOf(uint64_t block) const;
+  // The permission this node may use on `block` at `now` (TTL applied).
+  Perm HeldAt(uint64_t block, Time now) const { return Held(block, now); }
+  const ReplicaConfig& config() const { return cfg_; }
+
+ private:
+  struct Job {
+    LinkId from = kLocal;
+    uint64_t reply_xid = 0;  // the child's request XID
+    uint64_t local_op = 0;   // the local operation id
+    IoOp op = IoOp::kGet;
+    Perm want = Perm::kRead;
+    Perm keep = Perm::kNone;  // FLUSH: what the sender keeps
+    std::optional<std::vector<uint8_t>> data;
+    uint16_t flags = 0;
+    uint8_t hops = 0;
+    Originator originator{};
+    int stage = 0;                          // PUT and FLUSH: how far they got
+    Time sent{};                            // when the upstream request left
+    std::optional<Message> upstream_reply;  // the parent's answer to it
+  };
+  struct Recall {  // an INVALIDATE from the parent being served
+    uint64_t reply_xid = 0;
+    Perm to = Perm::kNone;
+    bool recalled_children = false;
+    bool invalidated_children = false;
+  };
+  struct BlockRun {
+    std::deque<Job> jobs;
+    int acks = 0;               // INVALIDATEs to children in flight
+    bool waiting_parent = false;
+    std::optional<Recall> recall;
+  };
+  enum class CallKind { kConnect, kUpstream, kInvalidate };
+  struct Call {
+    CallKind kind;
+    uint64_t block = 0;
+    LinkId child = 0;
+    Perm to = Perm::kNone;  // kInvalidate: the target permission
+    Time sent{};
+  };
+  struct PendingConnect {
+    LinkId child;
+    uint64_t xid;
+  };
+
+  void ConnectUpward();
+  void HandleConnect(LinkId child, const Message& m, Time now);
+  void HandleIo(LinkId child, const Message& m, Time now);
+  void ReplyConnect(LinkId child, uint64_t xid);
+  void Enqueue(uint64_t block, Job job, Time now);
+  void Pump(uint64_t block, Time now);
+  bool Advance(uint64_t block, Job& j, Time now);  // true when the job is finished
+  bool AdvancePut(uint64_t block, Job& j, Time now);
+  bool AdvanceFlush(uint64_t block, Job& j, Time now);
+  void ServeRecall(uint64_t block, Time now);
+  void AskParent(uint64_t block, const Job& j, Time now);
+  void Invalidate(uint64_t block, LinkId child, Perm to, Time now);
+  void Finish(const Job& j, const Message& reply);
+  void Fail(const Job& j, WireStatus st, const std::string& why);
+  void SendToChild(LinkId child, Message m);
+  void SendToParent(Message m);
+  uint64_t CallParent(Message m, Call c);
+  Message ReplyFor(uint64_t xid) const;
+  // An IO_REQUEST to the parent on behalf of `j`: volume ID mapped back,
+  // FORCE_SYNC kept, one hop spent, the originator kept.
+  Message Upstream(const Job& j, IoOp op, uint64_t block, Perm perm) const;
+  static Message ErrorReply(uint64_t xid, WireStatus st, std::optional<ParamType> param = std::nullopt);
+  BlockState& State(uint64_t block);
+  Perm Held(uint64_t block, Time now) const;
+  uint32_t TtlLeft(uint64_t block, Time now) const;
+  uint64_t block_count() const { return (cfg_.volume_size + cfg_.block_size - 1) / cfg_.block_size; }
+
+  ReplicaConfig cfg_;
+  BlockData* data_;
+  bool connected_;
+  bool connecting_ = false;
+  uint32_t parent_volume_id_ = 0;
+  std::vector<PendingConnect> waiting_connects_;
+  std::unordered_map<uint64_t, BlockState> states_;
+  std::unordered_map<uint64_t, Time> expiry_;  // of this node's own grant, per block
+  std::unordered_map<uint64_t, BlockRun> runs_;
+  std::unordered_map<uint64_t, Call> calls_;
+  uint64_t next_call_ = 1;
+  uint64_t next_local_ = 1;
+  std::vector<Outgoing> outbox_;
+  std::vector<LocalDone> local_done_;
+};
+
+}  // namespace vshare
