@@ -105,7 +105,7 @@ std::vector<LocalDone> Replica::TakeLocalDone() { return std::exchange(local_don
 
 void Replica::Finish(const Job& j, const Message& reply) {
   if (j.from == kLocal) {
-    local_done_.push_back({j.local_op, Status::Ok()});
+    local_done_.push_back({j.local_op, Status::Ok(), {}});
     return;
   }
   Message r = reply;
@@ -115,7 +115,7 @@ void Replica::Finish(const Job& j, const Message& reply) {
 
 void Replica::Fail(const Job& j, WireStatus st, const std::string& why) {
   if (j.from == kLocal) {
-    local_done_.push_back({j.local_op, st == WireStatus::kBusy ? Status::Busy(why) : Status::IOError(why)});
+    local_done_.push_back({j.local_op, st == WireStatus::kBusy ? Status::Busy(why) : Status::IOError(why), {}});
     return;
   }
   SendToChild(j.from, ErrorReply(j.reply_xid, st));
@@ -231,11 +231,36 @@ uint64_t Replica::StartLocal(uint64_t block, Perm want, Time now) {
   return id;
 }
 
-Status Replica::WriteLocal(uint64_t block, std::span<const uint8_t> data) {
-  if (State(block).held != Perm::kWrite) return Status::PermissionDenied("no WRITE permission on block " + std::to_string(block));
-  data_->Put(block, data, /*dirty=*/!cfg_.is_root);
-  ++State(block).version;
-  return Status::Ok();
+uint64_t Replica::ReadLocal(uint64_t block, Time now) {
+  Job j;
+  j.local_op = next_local_++;
+  j.local = LocalKind::kRead;
+  j.op = IoOp::kGet;
+  j.want = Perm::kRead;
+  j.hops = cfg_.max_hops;
+  j.originator = cfg_.self;
+  uint64_t id = j.local_op;
+  Enqueue(block, std::move(j), now);
+  return id;
+}
+
+uint64_t Replica::WriteLocal(uint64_t block, size_t offset, std::vector<uint8_t> data, Time now) {
+  uint64_t id = next_local_++;
+  if (offset + data.size() > cfg_.block_size) {
+    local_done_.push_back({id, Status::InvalidArgument("write past the end of block " + std::to_string(block)), {}});
+    return id;
+  }
+  Job j;
+  j.local_op = id;
+  j.local = LocalKind::kWrite;
+  j.op = IoOp::kGet;
+  j.want = Perm::kWrite;
+  j.offset = offset;
+  j.data = std::move(data);
+  j.hops = cfg_.max_hops;
+  j.originator = cfg_.self;
+  Enqueue(block, std::move(j), now);
+  return id;
 }
 
 uint64_t Replica::PutLocal(uint64_t block, std::vector<uint8_t> data, Time now) {
@@ -261,7 +286,7 @@ uint64_t Replica::FlushLocal(uint64_t block, Perm keep, Time now) {
   std::vector<uint8_t> bytes;
   uint64_t id = j.local_op;
   if (!data_->Get(block, &bytes)) {
-    local_done_.push_back({id, Status::NotFound("no copy of block " + std::to_string(block) + " to flush")});
+    local_done_.push_back({id, Status::NotFound("no copy of block " + std::to_string(block) + " to flush"), {}});
     return id;
   }
   j.data = std::move(bytes);
@@ -331,6 +356,19 @@ bool Replica::Advance(uint64_t block, Job& j, Time now) {
   }
   BlockState& st = State(block);
   st.grants = t.next.grants;
+  if (j.from == kLocal) {
+    LocalDone done{j.local_op, Status::Ok(), {}};
+    if (j.local == LocalKind::kRead) {
+      done.data = std::move(bytes);
+    } else if (j.local == LocalKind::kWrite) {
+      bytes.resize(cfg_.block_size);
+      std::copy(j.data->begin(), j.data->end(), bytes.begin() + static_cast<long>(j.offset));
+      data_->Put(block, bytes, /*dirty=*/!cfg_.is_root);
+      ++st.version;
+    }
+    local_done_.push_back(std::move(done));
+    return true;
+  }
   Message r = ReplyFor(j.reply_xid);
   r.volume_id = cfg_.volume_id;
   r.block_num = block;

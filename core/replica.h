@@ -70,6 +70,7 @@ struct Outgoing {
 struct LocalDone {
   uint64_t op = 0;
   Status status;
+  std::vector<uint8_t> data;  // ReadLocal: the block as of the grant
 };
 
 class Replica {
@@ -87,11 +88,18 @@ class Replica {
   // The outcome of an earlier kCall: a reply, or a failure (timeout, closed).
   void OnReply(uint64_t call_id, const Status& st, const Message& reply, Time now);
 
-  // Local access (the FUSE image): obtain `want` on `block`. Completion comes
-  // out of TakeLocalDone() with the returned id.
+  // Local access (the FUSE image). Each returns an operation id; completion
+  // comes out of TakeLocalDone(). The data of a read is copied, and a write
+  // applied, at the instant the permission is granted, inside the Replica:
+  // nothing queued behind the operation can slip in between.
+  //
+  // Obtain `want` on `block`, with no data moved.
   uint64_t StartLocal(uint64_t block, Perm want, Time now);
-  // After StartLocal(.., kWrite) completed: the local write of `data`.
-  Status WriteLocal(uint64_t block, std::span<const uint8_t> data);
+  // Read the block (READ permission).
+  uint64_t ReadLocal(uint64_t block, Time now);
+  // Write `data` at `offset` within the block (WRITE permission). The block
+  // becomes dirty here (write-back) unless this node is the root.
+  uint64_t WriteLocal(uint64_t block, size_t offset, std::vector<uint8_t> data, Time now);
   // Write `data` through to the root (a PUT), keeping no permission.
   uint64_t PutLocal(uint64_t block, std::vector<uint8_t> data, Time now);
   // Send the block's data to the root, keeping `keep` (Example Four).
@@ -110,8 +118,11 @@ class Replica {
   const ReplicaConfig& config() const { return cfg_; }
 
  private:
+  enum class LocalKind { kNone, kRead, kWrite };
   struct Job {
     LinkId from = kLocal;
+    LocalKind local = LocalKind::kNone;
+    size_t offset = 0;  // WriteLocal: where in the block
     uint64_t reply_xid = 0;  // the child's request XID
     uint64_t local_op = 0;   // the local operation id
     IoOp op = IoOp::kGet;

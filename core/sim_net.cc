@@ -32,7 +32,11 @@ std::chrono::milliseconds SimNet::Latency(const std::string& a, const std::strin
 
 void SimNet::Collect(const std::string& name) {
   SimNode& n = nodes_.at(name);
-  for (LocalDone& d : n.replica->TakeLocalDone()) n.done[d.op] = d.status;
+  for (LocalDone& d : n.replica->TakeLocalDone()) {
+    n.done[d.op] = d.status;
+    if (!d.data.empty()) n.reads[d.op] = d.data;
+    if (on_done) on_done(name, d);
+  }
   for (Outgoing& o : n.replica->TakeOutbox()) {
     Delivery d;
     d.from = name;

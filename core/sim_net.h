@@ -5,6 +5,7 @@
 #pragma once
 
 #include <chrono>
+#include <functional>
 #include <map>
 #include <memory>
 #include <string>
@@ -45,6 +46,11 @@ class SimNet {
   std::vector<std::string> TakeLog() { return std::exchange(log_, {}); }
   // Local completions per node, by operation id.
   std::map<uint64_t, Status>& done(const std::string& name) { return nodes_.at(name).done; }
+  // The bytes a completed ReadLocal returned.
+  std::map<uint64_t, std::vector<uint8_t>>& reads(const std::string& name) { return nodes_.at(name).reads; }
+  // Called at the instant a local operation completes (before anything else
+  // happens), e.g. to read or write the block while the grant is fresh.
+  std::function<void(const std::string& node, const LocalDone& d)> on_done;
 
   // "IO_REQUEST/GET vol=32002 block=7 perm=READ": the fields the primary
   // source's examples show, in a fixed order.
@@ -62,6 +68,7 @@ class SimNet {
     std::unique_ptr<MapBlockData> copies;
     std::unique_ptr<Replica> replica;
     std::map<uint64_t, Status> done;
+    std::map<uint64_t, std::vector<uint8_t>> reads;
   };
   struct Delivery {
     std::string from, to;
