@@ -285,6 +285,10 @@ uint64_t Replica::FlushLocal(uint64_t block, Perm keep, Time now) {
   j.originator = cfg_.self;
   std::vector<uint8_t> bytes;
   uint64_t id = j.local_op;
+  if (!data_->IsDirty(block)) {  // nothing newer here than upstream
+    local_done_.push_back({id, Status::Ok(), {}});
+    return id;
+  }
   if (!data_->Get(block, &bytes)) {
     local_done_.push_back({id, Status::NotFound("no copy of block " + std::to_string(block) + " to flush"), {}});
     return id;

@@ -102,7 +102,8 @@ class Replica {
   uint64_t WriteLocal(uint64_t block, size_t offset, std::vector<uint8_t> data, Time now);
   // Write `data` through to the root (a PUT), keeping no permission.
   uint64_t PutLocal(uint64_t block, std::vector<uint8_t> data, Time now);
-  // Send the block's data to the root, keeping `keep` (Example Four).
+  // Send the block's data to the root, keeping `keep` (Example Four). Done
+  // at once when this node holds nothing dirty for the block.
   uint64_t FlushLocal(uint64_t block, Perm keep, Time now);
   // A child went away: its grants are forgotten. (Recovery freezes them: later.)
   void OnChildGone(LinkId child);
@@ -111,6 +112,7 @@ class Replica {
   std::vector<LocalDone> TakeLocalDone();
 
   bool connected() const { return connected_; }
+  bool connecting() const { return connecting_; }
   uint32_t parent_volume_id() const { return parent_volume_id_; }
   BlockState StateOf(uint64_t block) const;
   // The permission this node may use on `block` at `now` (TTL applied).

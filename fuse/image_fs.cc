@@ -10,6 +10,7 @@
 #include <condition_variable>
 #include <cstring>
 #include <fstream>
+#include <memory>
 #include <mutex>
 #include <thread>
 
@@ -77,9 +78,12 @@ class Reply {
 };
 
 // A snapshot of the stats document, taken at open and read from there, so a
-// reader sees one consistent document however it splits its reads.
+// reader sees one consistent document however it splits its reads. Shared:
+// a read holds its own reference while it replies, because the reader can
+// close the file (and release free the handle) before fuse_reply_buf has
+// returned on this thread.
 struct StatsHandle {
-  std::string text;
+  std::shared_ptr<const std::string> text;
 };
 
 class ImageFs {
@@ -260,7 +264,7 @@ void OpOpen(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
     const int acc = fi->flags & O_ACCMODE;
     if (ino == kStatsIno) {
       if (acc != O_RDONLY) return r.Err(EACCES);
-      auto* h = new StatsHandle{fs->StatsText()};
+      auto* h = new StatsHandle{std::make_shared<const std::string>(fs->StatsText())};
       fi->fh = reinterpret_cast<uint64_t>(h);
       fi->direct_io = 1;  // size is not known in advance
       return r.Open(fi);
@@ -290,9 +294,9 @@ void OpRead(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, fuse_file_in
   Guard(req, "read", [&](Reply& r) {
     if (off < 0) return r.Err(EINVAL);
     if (ino == kStatsIno) {
-      const std::string& text = reinterpret_cast<StatsHandle*>(fi->fh)->text;
-      size_t start = std::min(text.size(), static_cast<size_t>(off));
-      return r.Buf(text.data() + start, std::min(size, text.size() - start));
+      std::shared_ptr<const std::string> text = reinterpret_cast<StatsHandle*>(fi->fh)->text;
+      size_t start = std::min(text->size(), static_cast<size_t>(off));
+      return r.Buf(text->data() + start, std::min(size, text->size() - start));
     }
     Volume* v = Fs(req)->VolumeOf(ino);
     if (!v) return r.Err(EBADF);
@@ -459,6 +463,7 @@ int ServeMount(Node& node, const MountOptions& opts) {
   fuse_args args = FUSE_ARGS_INIT(static_cast<int>(argv.size()), argv.data());
 
   fuse_session* se = fuse_session_new(&args, &ops, sizeof ops, &fs);
+  fuse_opt_free_args(&args);  // libfuse may have added to them
   if (!se) {
     std::fprintf(stderr, "vshare mount: cannot create a FUSE session\n");
     return 1;

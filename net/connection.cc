@@ -1,6 +1,7 @@
 #include "net/connection.h"
 
 #include <cstring>
+#include <optional>
 
 #include "core/log.h"
 #include "net/wire.h"
@@ -24,25 +25,49 @@ Connection::Connection(tcp::socket socket, RequestHandler on_request, CloseHandl
   socket_.set_option(tcp::no_delay(true), ec);
 }
 
+void Connection::CallAsync(Message request, std::chrono::milliseconds timeout,
+                           std::function<void(CallResult)> done) {
+  if (closed_) {
+    done(CallResult{Status::IOError("connection to " + peer_ + " is closed"), {}});
+    return;
+  }
+  const uint64_t xid = next_xid_++;
+  request.xid = xid;
+  auto p = std::make_shared<Pending>(socket_.get_executor());
+  p->done = std::move(done);
+  p->deadline.expires_after(timeout);
+  std::weak_ptr<Connection> weak = shared_from_this();
+  const std::string what = std::string(OpcodeName(request.opcode)) + " to " + peer_;
+  p->deadline.async_wait([weak, xid, what, timeout](boost::system::error_code ec) {
+    auto self = weak.lock();
+    if (ec || !self) return;  // answered, or closed, first
+    auto it = self->pending_.find(xid);
+    if (it == self->pending_.end()) return;
+    auto pending = it->second;
+    self->pending_.erase(it);
+    ++self->counters_.timeouts;
+    pending->done(CallResult{Status::TimedOut(what + " got no reply within " + std::to_string(timeout.count()) + " ms"), {}});
+  });
+  pending_.emplace(xid, p);
+  Send(request);
+}
+
 awaitable<CallResult> Connection::Call(Message request, std::chrono::milliseconds timeout) {
   auto self = shared_from_this();
-  if (closed_) co_return CallResult{Status::IOError("connection to " + peer_ + " is closed"), {}};
-  request.xid = next_xid_++;
-  auto p = std::make_shared<Pending>(socket_.get_executor());
-  p->wake.expires_after(timeout);
-  pending_.emplace(request.xid, p);
-  Send(request);
+  struct State {
+    explicit State(const asio::any_io_executor& ex) : signal(ex, asio::steady_timer::time_point::max()) {}
+    asio::steady_timer signal;
+    std::optional<CallResult> result;
+  };
+  auto state = std::make_shared<State>(socket_.get_executor());
+  CallAsync(std::move(request), timeout, [state](CallResult r) {
+    state->result = std::move(r);
+    state->signal.cancel();
+  });
   boost::system::error_code ec;
   // A timer cancelled before anyone waits on it would not wake the wait.
-  if (!p->done) co_await p->wake.async_wait(asio::redirect_error(use_awaitable, ec));
-  pending_.erase(request.xid);
-  if (!p->done) {
-    ++counters_.timeouts;
-    co_return CallResult{Status::TimedOut(std::string(OpcodeName(request.opcode)) + " to " + peer_ +
-                                          " got no reply within " + std::to_string(timeout.count()) + " ms"),
-                         {}};
-  }
-  co_return std::move(p->result);
+  if (!state->result) co_await state->signal.async_wait(asio::redirect_error(use_awaitable, ec));
+  co_return std::move(*state->result);
 }
 
 void Connection::Send(const Message& m) {
@@ -137,9 +162,10 @@ void Connection::Dispatch(Message m) {
       ++counters_.late_replies;
       return;
     }
-    it->second->done = true;
-    it->second->result = CallResult{Status::Ok(), std::move(m)};
-    it->second->wake.cancel();
+    auto p = it->second;
+    pending_.erase(it);
+    p->deadline.cancel();
+    p->done(CallResult{Status::Ok(), std::move(m)});  // inline: in wire order
     return;
   }
   if (on_request_) on_request_(shared_from_this(), std::move(m));
@@ -151,12 +177,13 @@ void Connection::Close(const Status& why) {
   boost::system::error_code ec;
   socket_.shutdown(tcp::socket::shutdown_both, ec);
   socket_.close(ec);
-  for (auto& [xid, p] : pending_) {
-    p->done = true;
-    p->result = CallResult{why, {}};
-    p->wake.cancel();
-  }
+  auto pending = std::move(pending_);
+  pending_.clear();
   out_.clear();
+  for (auto& [xid, p] : pending) {
+    p->deadline.cancel();
+    p->done(CallResult{why, {}});
+  }
   if (on_close_) on_close_(shared_from_this(), why);
 }
 

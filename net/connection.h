@@ -11,6 +11,11 @@
 // the stream goes on; a frame whose length is impossible closes the
 // connection. Closing, for any reason, fails every pending call at once.
 //
+// Order: every incoming frame is handed over in the order it arrived, a
+// reply (to CallAsync's callback) exactly like a request (to the handler).
+// The tree protocol depends on it: a grant followed by an INVALIDATE must
+// be seen in that order.
+//
 // Threading: a Connection belongs to one executor (strand or single-threaded
 // io_context); call its methods only from there.
 #pragma once
@@ -55,8 +60,11 @@ class Connection : public std::enable_shared_from_this<Connection> {
   static std::shared_ptr<Connection> Start(tcp::socket socket, RequestHandler on_request,
                                            CloseHandler on_close = nullptr);
 
-  // Sends `request` with a new XID and waits for its reply until `timeout`.
-  // Fails with kTimedOut at the deadline, kIOError if the connection closes.
+  // Sends `request` with a new XID; `done` runs exactly once: with the
+  // reply, inline as it is read (so in wire order with requests); with
+  // kTimedOut at the deadline; or with kIOError when the connection closes.
+  void CallAsync(Message request, std::chrono::milliseconds timeout, std::function<void(CallResult)> done);
+  // The same, awaited.
   asio::awaitable<CallResult> Call(Message request, std::chrono::milliseconds timeout);
 
   // Queues `m` for sending, in order. Dropped if the connection is closed.
@@ -72,10 +80,9 @@ class Connection : public std::enable_shared_from_this<Connection> {
 
  private:
   struct Pending {
-    explicit Pending(const asio::any_io_executor& ex) : wake(ex) {}
-    asio::steady_timer wake;  // expires at the deadline; cancelled on reply or close
-    bool done = false;
-    CallResult result;
+    explicit Pending(const asio::any_io_executor& ex) : deadline(ex) {}
+    asio::steady_timer deadline;
+    std::function<void(CallResult)> done;
   };
 
   Connection(tcp::socket socket, RequestHandler on_request, CloseHandler on_close);

@@ -107,18 +107,21 @@ start_node() {
 }
 
 # Unmounts through vshare umount (which writes back first) and waits for the
-# node's process to exit. Returns vshare umount's status.
+# node's process to exit. Fails if either vshare umount or the node itself
+# exits non-zero (a sanitizer report in the node ends it non-zero).
 stop_node() {
-  local mp=$1 rc
+  local mp=$1 rc node_rc=0
   "$VSHARE" umount "$mp"
   rc=$?
   local pid=${NODE_PID[$mp]:-}
   if [ -n "$pid" ]; then
     wait_for "! kill -0 $pid 2>/dev/null" 30 || echo "node $pid did not exit"
     wait "$pid" 2>/dev/null
+    node_rc=$?
     unset "NODE_PID[$mp]"
+    [ "$node_rc" = 0 ] || echo "node $pid exited with status $node_rc"
   fi
-  return $rc
+  [ "$rc" = 0 ] && [ "$node_rc" = 0 ]
 }
 
 loop_mount() {

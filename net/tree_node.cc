@@ -1,0 +1,265 @@
+#include "net/tree_node.h"
+
+#include "core/log.h"
+
+namespace vshare::net {
+
+namespace {
+
+// "host:port" into its parts; false when malformed. "[::1]:7000" works too.
+bool SplitHostPort(const std::string& s, std::string* host, std::string* port) {
+  size_t colon = s.rfind(':');
+  if (colon == std::string::npos || colon == 0 || colon + 1 == s.size()) return false;
+  *host = s.substr(0, colon);
+  *port = s.substr(colon + 1);
+  if (host->front() == '[' && host->back() == ']') *host = host->substr(1, host->size() - 2);
+  return true;
+}
+
+ReplicaConfig WithRole(ReplicaConfig cfg, const TreeNodeOptions& opts) {
+  cfg.is_root = opts.parent.empty();
+  return cfg;
+}
+
+}  // namespace
+
+TreeNode::TreeNode(TreeNodeOptions opts, ReplicaConfig cfg, BlockData* data)
+    : opts_(std::move(opts)),
+      replica_(WithRole(std::move(cfg), opts_), data),
+      work_(io_.get_executor()),
+      acceptor_(io_) {}
+
+TreeNode::~TreeNode() { Stop(); }
+
+Status TreeNode::Start() {
+  if (!opts_.listen.empty()) {
+    std::string host, port;
+    if (!SplitHostPort(opts_.listen, &host, &port)) return Status::InvalidArgument("bad listen address '" + opts_.listen + "' (want HOST:PORT)");
+    boost::system::error_code ec;
+    tcp::resolver resolver(io_);
+    auto eps = resolver.resolve(host, port, ec);
+    if (ec || eps.empty()) return Status::InvalidArgument("cannot resolve listen address " + opts_.listen + ": " + ec.message());
+    tcp::endpoint ep = eps.begin()->endpoint();
+    acceptor_.open(ep.protocol(), ec);
+    if (!ec) acceptor_.set_option(tcp::acceptor::reuse_address(true), ec);
+    if (!ec) acceptor_.bind(ep, ec);
+    if (!ec) acceptor_.listen(asio::socket_base::max_listen_connections, ec);
+    if (ec) return Status::Busy("cannot listen on " + opts_.listen + ": " + ec.message());
+    port_ = acceptor_.local_endpoint().port();
+    asio::co_spawn(io_, AcceptLoop(), asio::detached);
+  }
+  thread_ = std::thread([this] { io_.run(); });
+  if (opts_.parent.empty()) return Status::Ok();
+
+  auto joined = std::make_shared<Waiter>();
+  asio::co_spawn(io_, ConnectParent(joined), asio::detached);
+  std::unique_lock lock(joined->mu);
+  if (!joined->cv.wait_for(lock, opts_.io_timeout, [&] { return joined->done; }))
+    return Status::TimedOut("no answer from parent " + opts_.parent + " within " +
+                            std::to_string(opts_.io_timeout.count()) + " ms");
+  return joined->status;
+}
+
+void TreeNode::Stop() {
+  if (stopped_) return;
+  stopped_ = true;
+  if (thread_.joinable()) {
+    asio::post(io_, [this] {
+      boost::system::error_code ec;
+      acceptor_.close(ec);
+      if (parent_) parent_->Close(Status::IOError("node stopping"));
+      for (auto& [link, c] : std::map(children_)) c->Close(Status::IOError("node stopping"));
+      for (auto& [op, w] : waiters_) {
+        std::lock_guard lock(w->mu);
+        w->done = true;
+        w->status = Status::IOError("node stopped");
+        w->cv.notify_all();
+      }
+      waiters_.clear();
+      // Whatever is still waiting (calls, timers) is abandoned, not run.
+      io_.stop();
+    });
+    work_.reset();
+    thread_.join();
+  }
+}
+
+asio::awaitable<void> TreeNode::AcceptLoop() {
+  for (;;) {
+    boost::system::error_code ec;
+    tcp::socket socket = co_await acceptor_.async_accept(asio::redirect_error(asio::use_awaitable, ec));
+    if (ec) co_return;  // closed
+    const LinkId link = next_link_++;
+    auto conn = Connection::Start(
+        std::move(socket),
+        [this, link](const std::shared_ptr<Connection>&, Message m) {
+          replica_.OnChildMessage(link, m, Now());
+          Drain();
+        },
+        [this, link](const std::shared_ptr<Connection>&, const Status& why) {
+          LogInfo("child link " + std::to_string(link) + " closed: " + why.message());
+          children_.erase(link);
+          replica_.OnChildGone(link);
+          {
+            std::lock_guard lock(counters_mu_);
+            counters_.children = children_.size();
+          }
+          Drain();
+        });
+    children_[link] = conn;
+    std::lock_guard lock(counters_mu_);
+    counters_.children = children_.size();
+  }
+}
+
+asio::awaitable<void> TreeNode::ConnectParent(std::shared_ptr<Waiter> joined) {
+  auto fail = [&](const Status& st) {
+    std::lock_guard lock(joined->mu);
+    joined->done = true;
+    joined->status = st;
+    joined->cv.notify_all();
+  };
+  std::string host, port;
+  if (!SplitHostPort(opts_.parent, &host, &port)) {
+    fail(Status::InvalidArgument("bad parent address '" + opts_.parent + "' (want HOST:PORT)"));
+    co_return;
+  }
+  boost::system::error_code ec;
+  tcp::resolver resolver(io_);
+  auto eps = co_await resolver.async_resolve(host, port, asio::redirect_error(asio::use_awaitable, ec));
+  if (ec) {
+    fail(Status::NotFound("cannot resolve parent " + opts_.parent + ": " + ec.message()));
+    co_return;
+  }
+  tcp::socket socket(io_);
+  // The caller's wait bounds this too; the timer makes sure the attempt ends.
+  asio::steady_timer deadline(io_, opts_.io_timeout);
+  deadline.async_wait([&socket](boost::system::error_code e) {
+    if (!e) socket.close();
+  });
+  co_await asio::async_connect(socket, eps, asio::redirect_error(asio::use_awaitable, ec));
+  deadline.cancel();
+  if (ec) {
+    fail(Status::IOError("cannot connect to parent " + opts_.parent + ": " + ec.message()));
+    co_return;
+  }
+  parent_ = Connection::Start(
+      std::move(socket),
+      [this](const std::shared_ptr<Connection>&, Message m) {
+        replica_.OnParentMessage(m, Now());
+        Drain();
+      },
+      [this](const std::shared_ptr<Connection>&, const Status& why) {
+        LogWarning("connection to parent " + opts_.parent + " lost: " + why.message());
+      });
+  join_waiter_ = joined;
+  replica_.Start(Now());
+  Drain();
+}
+
+void TreeNode::Drain() {
+  for (Outgoing& o : replica_.TakeOutbox()) Route(std::move(o));
+  for (LocalDone& d : replica_.TakeLocalDone()) {
+    auto it = waiters_.find(d.op);
+    if (it == waiters_.end()) continue;  // its caller gave up waiting
+    std::shared_ptr<Waiter> w = it->second;
+    waiters_.erase(it);
+    std::lock_guard lock(w->mu);
+    w->done = true;
+    w->status = d.status;
+    w->data = std::move(d.data);
+    w->cv.notify_all();
+  }
+  if (join_waiter_) {
+    // Joining ends when the Replica is connected or has given up.
+    std::shared_ptr<Waiter> w = join_waiter_;
+    if (replica_.connected() || !replica_.connecting()) {
+      join_waiter_.reset();
+      std::lock_guard lock(w->mu);
+      w->done = true;
+      w->status = replica_.connected() ? Status::Ok()
+                                       : Status::NotFound("parent " + opts_.parent + " does not serve volume " +
+                                                          replica_.config().volume_name);
+      w->cv.notify_all();
+    }
+  }
+}
+
+void TreeNode::Route(Outgoing o) {
+  std::shared_ptr<Connection> conn;
+  if (o.to_parent) {
+    conn = parent_;
+  } else if (auto it = children_.find(o.child); it != children_.end()) {
+    conn = it->second;
+  }
+  if (o.kind == Outgoing::Kind::kSend) {
+    if (conn) conn->Send(o.msg);
+    return;
+  }
+  {
+    std::lock_guard lock(counters_mu_);
+    ++(o.to_parent ? counters_.calls_to_parent : counters_.calls_to_children);
+  }
+  const uint64_t call_id = o.call_id;
+  if (!conn || conn->closed()) {
+    // Answer on a later turn: the Replica is in the middle of draining.
+    asio::post(io_, [this, call_id, to_parent = o.to_parent] {
+      replica_.OnReply(call_id, Status::IOError(to_parent ? "no connection to the parent" : "child is gone"), {}, Now());
+      Drain();
+    });
+    return;
+  }
+  // The reply is handled as it is read, in order with the requests on the
+  // same connection (see net/connection.h).
+  conn->CallAsync(std::move(o.msg), opts_.io_timeout, [this, call_id](CallResult r) {
+    replica_.OnReply(call_id, r.status, r.reply, Now());
+    Drain();
+  });
+}
+
+Status TreeNode::RunLocal(Starter start, std::vector<uint8_t>* out) {
+  if (stopped_) return Status::IOError("node stopped");
+  auto w = std::make_shared<Waiter>();
+  asio::post(io_, [this, w, start = std::move(start)] {
+    uint64_t op = start(replica_, Now());
+    waiters_[op] = w;
+    Drain();
+  });
+  {
+    std::lock_guard lock(counters_mu_);
+    ++counters_.local_ops;
+  }
+  std::unique_lock lock(w->mu);
+  if (!w->cv.wait_for(lock, opts_.io_timeout, [&] { return w->done; })) {
+    std::lock_guard c(counters_mu_);
+    ++counters_.local_timeouts;
+    return Status::TimedOut("no answer within " + std::to_string(opts_.io_timeout.count()) + " ms");
+  }
+  if (out) *out = std::move(w->data);
+  return w->status;
+}
+
+Status TreeNode::Read(uint64_t block, std::vector<uint8_t>* out) {
+  return RunLocal([block](Replica& r, Time now) { return r.ReadLocal(block, now); }, out);
+}
+
+Status TreeNode::Write(uint64_t block, size_t offset, std::span<const uint8_t> data) {
+  std::vector<uint8_t> bytes(data.begin(), data.end());
+  return RunLocal([block, offset, bytes = std::move(bytes)](Replica& r, Time now) mutable {
+    return r.WriteLocal(block, offset, std::move(bytes), now);
+  }, nullptr);
+}
+
+Status TreeNode::Flush(uint64_t block) {
+  return RunLocal([block](Replica& r, Time now) { return r.FlushLocal(block, Perm::kRead, now); }, nullptr);
+}
+
+uint64_t TreeNode::volume_size() const { return replica_.config().volume_size; }
+uint32_t TreeNode::block_size() const { return replica_.config().block_size; }
+
+TreeNodeCounters TreeNode::counters() const {
+  std::lock_guard lock(counters_mu_);
+  return counters_;
+}
+
+}  // namespace vshare::net

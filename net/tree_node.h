@@ -1,0 +1,109 @@
+// TreeNode: one node of the tree on the network. It runs a Replica on its
+// own I/O thread, accepts children on a listening socket, keeps one
+// connection to its parent, and carries the Replica's messages over them
+// (net/connection.h). Local reads, writes and flushes may be called from
+// any thread; each waits at most io_timeout and then fails with kTimedOut,
+// so a caller is never left hanging.
+//
+// What it does not do yet: heartbeats and leases, reparenting to the
+// grandparent when the parent dies (requests then fail), several volumes
+// per node, and a bounded cache below a proxy (copies are kept in the
+// BlockData given to it).
+#pragma once
+
+#include <boost/asio.hpp>
+#include <chrono>
+#include <condition_variable>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+
+#include "core/replica.h"
+#include "net/connection.h"
+
+namespace vshare::net {
+
+struct TreeNodeOptions {
+  std::string listen;  // "HOST:PORT" to accept children on (port 0: any); empty: none
+  std::string parent;  // "HOST:PORT" of the parent; empty: this node is the root
+  std::chrono::milliseconds io_timeout{30000};
+};
+
+struct TreeNodeCounters {
+  uint64_t children = 0;          // connected now
+  uint64_t calls_to_parent = 0;
+  uint64_t calls_to_children = 0;  // INVALIDATEs
+  uint64_t local_ops = 0;
+  uint64_t local_timeouts = 0;
+};
+
+class TreeNode {
+ public:
+  // `data` holds this node's copies (the root's: its store) and must outlive
+  // the node. cfg.is_root is taken from opts.parent being empty.
+  TreeNode(TreeNodeOptions opts, ReplicaConfig cfg, BlockData* data);
+  ~TreeNode();
+  TreeNode(const TreeNode&) = delete;
+  TreeNode& operator=(const TreeNode&) = delete;
+
+  // Binds the listener, starts the I/O thread and, below the root, connects
+  // to the parent and joins the volume (CONNECT). Fails with a reason when
+  // the address is taken, the parent cannot be reached in io_timeout, or it
+  // refuses the volume.
+  Status Start();
+  // Closes every connection and stops the thread. Pending local operations
+  // fail. Idempotent.
+  void Stop();
+
+  uint16_t port() const { return port_; }
+  uint64_t volume_size() const;
+  uint32_t block_size() const;
+
+  Status Read(uint64_t block, std::vector<uint8_t>* out);
+  Status Write(uint64_t block, size_t offset, std::span<const uint8_t> data);
+  // Sends the block's data (if this node holds it dirty) to the root,
+  // keeping a READ copy.
+  Status Flush(uint64_t block);
+
+  TreeNodeCounters counters() const;
+
+ private:
+  struct Waiter {
+    std::mutex mu;
+    std::condition_variable cv;
+    bool done = false;
+    Status status;
+    std::vector<uint8_t> data;
+  };
+  using Starter = std::function<uint64_t(Replica&, Time)>;
+
+  Status RunLocal(Starter start, std::vector<uint8_t>* out);
+  void Drain();  // on the I/O thread: carry out what the Replica queued
+  void Route(Outgoing o);
+  asio::awaitable<void> AcceptLoop();
+  asio::awaitable<void> ConnectParent(std::shared_ptr<Waiter> joined);
+  static Time Now() { return std::chrono::steady_clock::now(); }
+
+  TreeNodeOptions opts_;
+  Replica replica_;
+  asio::io_context io_;
+  asio::executor_work_guard<asio::io_context::executor_type> work_;
+  tcp::acceptor acceptor_;
+  std::thread thread_;
+  uint16_t port_ = 0;
+  bool stopped_ = false;
+
+  // I/O thread only.
+  std::shared_ptr<Connection> parent_;
+  std::map<LinkId, std::shared_ptr<Connection>> children_;
+  LinkId next_link_ = 1;
+  std::map<uint64_t, std::shared_ptr<Waiter>> waiters_;
+  std::shared_ptr<Waiter> join_waiter_;
+
+  mutable std::mutex counters_mu_;
+  TreeNodeCounters counters_;  // guarded by counters_mu_
+};
+
+}  // namespace vshare::net
