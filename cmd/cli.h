@@ -15,6 +15,7 @@ using Args = std::vector<std::string>;
 
 int Create(const Args& args);
 int Mount(const Args& args);
+int Serve(const Args& args);
 int Stats(const Args& args);
 int Ctl(const Args& args);
 int Umount(const Args& args);

@@ -8,6 +8,7 @@
 #include <cstring>
 #include <fstream>
 #include <iostream>
+#include <random>
 #include <set>
 
 #include "cmd/cli.h"
@@ -16,6 +17,10 @@
 #include "core/log.h"
 #include "core/node.h"
 #include "core/size.h"
+#include "core/volume.h"
+#include "net/tree_volume.h"
+#include "core/block_data.h"
+#include "core/replica.h"
 #include "fuse/image_fs.h"
 
 namespace po = boost::program_options;
@@ -79,6 +84,18 @@ bool ValidVolumeName(const std::string& name) {
   return true;
 }
 
+// A fresh identity for this node's share of a volume: a volume ID of its
+// own for its children, and an originator address for loop detection.
+ReplicaConfig NewReplicaConfig(const std::string& name) {
+  std::random_device rd;
+  ReplicaConfig cfg;
+  cfg.volume_name = name;
+  cfg.volume_id = rd() | 1;  // never 0
+  cfg.self[10] = cfg.self[11] = 0xff;
+  for (int i = 12; i < 16; ++i) cfg.self[i] = static_cast<uint8_t>(rd());
+  return cfg;
+}
+
 struct Export {
   std::string name;
   std::string path;  // absolute
@@ -91,7 +108,11 @@ int Mount(const Args& args) {
   CommandLine cl(sub, "usage: vshare mount MOUNTPOINT --export NAME=IMAGE [options]");
   cl.Positional("mountpoint", "directory to mount on");
   cl.Options()
-      ("export,e", po::value<std::vector<std::string>>()->composing(), "NAME=IMAGE: serve IMAGE as MOUNTPOINT/NAME.img (repeatable)")
+      ("export,e", po::value<std::vector<std::string>>()->composing(), "NAME=IMAGE: serve IMAGE as MOUNTPOINT/NAME.img (repeatable); makes this node the root")
+      ("parent,p", po::value<std::string>(), "HOST:PORT of the parent node: join the tree below it")
+      ("volume", po::value<std::string>(), "with --parent: the volume to join, shown as MOUNTPOINT/NAME.img")
+      ("listen,l", po::value<std::string>(), "HOST:PORT to serve children on (port 0 picks one; see stats)")
+      ("io-timeout", po::value<double>()->default_value(30), "seconds any wait on the network may take before the I/O fails with EIO")
       ("cache-size", po::value<std::string>()->default_value("128M"), "memory for the block cache, shared among the volumes")
       ("cache-ways", po::value<unsigned>()->default_value(8), "associativity of the cache (blocks per set)")
       ("cache-hash", po::value<std::string>()->default_value("modulo"), "how blocks map to sets: modulo or mix")
@@ -103,7 +124,18 @@ int Mount(const Args& args) {
       ("fuse-debug", "trace every FUSE request to stderr (implies --foreground)");
   int rc;
   if (!cl.Parse(args, &rc)) return rc;
-  if (!cl.Has("export")) return UsageError(sub, "nothing to serve: give at least one --export NAME=IMAGE");
+  const bool child = cl.Has("parent");
+  if (child && cl.Has("export")) return UsageError(sub, "--export (a root) and --parent (a child) exclude each other");
+  if (child && !cl.Has("volume")) return UsageError(sub, "--parent needs --volume NAME");
+  if (!child && cl.Has("volume")) return UsageError(sub, "--volume goes with --parent");
+  if (!child && !cl.Has("export"))
+    return UsageError(sub, "nothing to serve: give --export NAME=IMAGE (a root) or --parent HOST:PORT --volume NAME (a child)");
+  if (!child && cl.Has("listen") && cl.Get<std::vector<std::string>>("export").size() != 1)
+    return UsageError(sub, "--listen serves one volume per node for now: give a single --export");
+  const double io_timeout = cl.Get<double>("io-timeout");
+  if (!(io_timeout >= 0.1) || io_timeout > 3600) return UsageError(sub, "--io-timeout must be from 0.1 to 3600 seconds");
+  if (child && !ValidVolumeName(cl.Get<std::string>("volume")))
+    return UsageError(sub, "--volume '" + cl.Get<std::string>("volume") + "': volume name must be 1-64 of A-Z a-z 0-9 . _ - and not start with '.' or '-'");
 
   // The mountpoint: an existing directory with nothing mounted on it.
   int err = 0;
@@ -123,7 +155,8 @@ int Mount(const Args& args) {
   // Exports: unique names, unique files, all openable.
   std::vector<Export> exports;
   std::set<std::pair<dev_t, ino_t>> files;
-  for (const std::string& spec : cl.Get<std::vector<std::string>>("export")) {
+  const std::vector<std::string> export_specs = child ? std::vector<std::string>{} : cl.Get<std::vector<std::string>>("export");
+  for (const std::string& spec : export_specs) {
     size_t eq = spec.find('=');
     if (eq == std::string::npos || eq == 0 || eq + 1 == spec.size())
       return UsageError(sub, "--export '" + spec + "': expected NAME=IMAGE");
@@ -179,7 +212,22 @@ int Mount(const Args& args) {
     opts.log_file = abs;
   }
 
-  Node node("root");
+  net::TreeNodeOptions tree_opts;
+  if (cl.Has("listen")) tree_opts.listen = cl.Get<std::string>("listen");
+  if (child) tree_opts.parent = cl.Get<std::string>("parent");
+  tree_opts.io_timeout = std::chrono::milliseconds(static_cast<int64_t>(io_timeout * 1000));
+  const bool in_tree = child || cl.Has("listen");
+  Node node(!child ? "root" : cl.Has("listen") ? "proxy" : "leaf");
+  std::vector<net::TreeVolume*> tree_volumes;
+
+  if (child) {
+    const std::string name = cl.Get<std::string>("volume");
+    auto data = std::make_unique<MapBlockData>();
+    auto tree = std::make_unique<net::TreeNode>(tree_opts, NewReplicaConfig(name), data.get());
+    auto tv = std::make_unique<net::TreeVolume>(name, nullptr, std::move(data), std::move(tree));
+    tree_volumes.push_back(tv.get());
+    node.AddVolume(std::move(tv));
+  }
   for (const Export& e : exports) {
     uint32_t bs = kDefaultBlockSize;
     s = ReadImageBlockSize(e.path, &bs);
@@ -194,7 +242,44 @@ int Mount(const Args& args) {
                                  std::to_string(exports.size()) + " volume(s): " + s.message());
     geo.hash = hash;
     geo.CapAt(store->block_count());
-    node.AddVolume(std::make_unique<Volume>(e.name, std::move(store), geo));
+    const uint64_t size = store->size();
+    auto volume = std::make_unique<Volume>(e.name, std::move(store), geo);
+    if (!in_tree) {
+      node.AddVolume(std::move(volume));
+      continue;
+    }
+    // A root with children: local I/O goes through the protocol too, so its
+    // own writes recall the children's copies.
+    ReplicaConfig cfg = NewReplicaConfig(e.name);
+    cfg.volume_size = size;
+    cfg.block_size = bs;
+    auto data = std::make_unique<VolumeBlockData>(volume.get());
+    auto tree = std::make_unique<net::TreeNode>(tree_opts, cfg, data.get());
+    auto tv = std::make_unique<net::TreeVolume>(e.name, std::move(volume), std::move(data), std::move(tree));
+    tree_volumes.push_back(tv.get());
+    node.AddVolume(std::move(tv));
+  }
+  if (!tree_volumes.empty()) {
+    net::TreeVolume* tv = tree_volumes.front();
+    opts.start = [tv, tree_opts]() -> Status {
+      Status started = tv->Start();
+      if (!started.ok()) return started;
+      LogInfo("volume " + tv->name() + ": " + (tree_opts.parent.empty() ? "root" : "joined below " + tree_opts.parent) +
+              (tree_opts.listen.empty() ? "" : ", serving children on port " + std::to_string(tv->node().port())));
+      return started;
+    };
+    node.SetTreeStats([tv, tree_opts]() {
+      TreeStats t;
+      t.parent = tree_opts.parent;
+      t.listen_port = tv->node().port();
+      net::TreeNodeCounters c = tv->node().counters();
+      t.children = c.children;
+      t.requests_served = c.requests_served;
+      t.calls_to_parent = c.calls_to_parent;
+      t.calls_to_children = c.calls_to_children;
+      t.local_timeouts = c.local_timeouts;
+      return t;
+    });
   }
   return ServeMount(node, opts);
 }

@@ -15,6 +15,10 @@ void PrintUsage(FILE* out) {
                "  create IMAGE --size SIZE     create a sparse image file\n"
                "  mount MOUNTPOINT --export NAME=IMAGE ...\n"
                "                               serve images as MOUNTPOINT/NAME.img\n"
+               "  mount MOUNTPOINT --parent HOST:PORT --volume NAME\n"
+               "                               join a tree as a child, serving NAME.img\n"
+               "  serve --parent HOST:PORT --volume NAME --listen HOST:PORT\n"
+               "                               a proxy without a mount\n"
                "  stats MOUNTPOINT [--json]    show a mounted node's counters\n"
                "  ctl MOUNTPOINT COMMAND       send a control command (flush, drop-cache, reset-stats)\n"
                "  umount MOUNTPOINT            write back every dirty block, then unmount\n"
@@ -35,6 +39,7 @@ int main(int argc, char** argv) {
     const vshare::cli::Args args(argv + 2, argv + argc);
     if (cmd == "create") return vshare::cli::Create(args);
     if (cmd == "mount") return vshare::cli::Mount(args);
+    if (cmd == "serve") return vshare::cli::Serve(args);
     if (cmd == "stats") return vshare::cli::Stats(args);
     if (cmd == "ctl") return vshare::cli::Ctl(args);
     if (cmd == "umount" || cmd == "unmount") return vshare::cli::Umount(args);

@@ -4,7 +4,7 @@
 
 namespace vshare {
 
-Volume* Node::FindVolume(const std::string& name) const {
+VolumeIo* Node::FindVolume(const std::string& name) const {
   for (const auto& v : volumes_)
     if (v->name() == name) return v.get();
   return nullptr;

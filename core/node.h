@@ -6,24 +6,42 @@
 #pragma once
 
 #include <chrono>
+#include <functional>
+#include <optional>
 #include <memory>
 #include <mutex>
 #include <string>
 #include <vector>
 
-#include "core/volume.h"
+#include "core/volume_io.h"
 
 namespace vshare {
+
+// Where a node sits in the tree, for stats and status.
+struct TreeStats {
+  std::string parent;      // HOST:PORT; empty on the root
+  uint16_t listen_port = 0;
+  uint64_t children = 0;
+  uint64_t requests_served = 0;
+  uint64_t calls_to_parent = 0;
+  uint64_t calls_to_children = 0;
+  uint64_t local_timeouts = 0;
+};
 
 class Node {
  public:
   explicit Node(std::string role) : role_(std::move(role)), started_(std::chrono::steady_clock::now()) {}
 
-  void AddVolume(std::unique_ptr<Volume> v) { volumes_.push_back(std::move(v)); }
-  const std::vector<std::unique_ptr<Volume>>& volumes() const { return volumes_; }
-  Volume* FindVolume(const std::string& name) const;
+  void AddVolume(std::unique_ptr<VolumeIo> v) { volumes_.push_back(std::move(v)); }
+  const std::vector<std::unique_ptr<VolumeIo>>& volumes() const { return volumes_; }
+  VolumeIo* FindVolume(const std::string& name) const;
 
   const std::string& role() const { return role_; }
+  // Set once, before serving, on nodes in a tree.
+  void SetTreeStats(std::function<TreeStats()> f) { tree_stats_ = std::move(f); }
+  std::optional<TreeStats> tree_stats() const {
+    return tree_stats_ ? std::optional<TreeStats>(tree_stats_()) : std::nullopt;
+  }
   double uptime_seconds() const;
 
   // Flushes every volume; returns the first failure but tries them all.
@@ -39,7 +57,8 @@ class Node {
  private:
   const std::string role_;
   const std::chrono::steady_clock::time_point started_;
-  std::vector<std::unique_ptr<Volume>> volumes_;
+  std::vector<std::unique_ptr<VolumeIo>> volumes_;
+  std::function<TreeStats()> tree_stats_;
   mutable std::mutex mu_;
   std::string last_error_;  // guarded by mu_
 };

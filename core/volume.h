@@ -25,50 +25,35 @@
 #include "core/block_store.h"
 #include "core/block_table.h"
 #include "core/status.h"
+#include "core/volume_io.h"
 
 namespace vshare {
 
-struct VolumeStats {
-  uint64_t reads = 0;          // Read() calls
-  uint64_t writes = 0;         // Write() calls
-  uint64_t bytes_read = 0;
-  uint64_t bytes_written = 0;
-  uint64_t read_ns_total = 0;  // summed latency of Read() calls
-  uint64_t write_ns_total = 0;
-  uint64_t read_ns_max = 0;
-  uint64_t write_ns_max = 0;
-  uint64_t flushes = 0;        // Flush() calls that completed
-  uint64_t store_reads = 0;    // blocks read from the store
-  uint64_t store_writes = 0;   // blocks written back to the store
-  uint64_t errors = 0;         // calls that returned an error
-  CacheCounters cache;
-};
-
-class Volume {
+class Volume final : public VolumeIo {
  public:
   // Takes ownership of `store`. `geometry.block_size` must equal the store's.
   Volume(std::string name, std::unique_ptr<BlockStore> store, const CacheGeometry& geometry);
 
-  const std::string& name() const { return name_; }
-  uint64_t size() const { return store_->size(); }
-  uint32_t block_size() const { return store_->block_size(); }
-  const CacheGeometry& cache_geometry() const { return cache_.geometry(); }
-  bool read_only() const { return !store_->can_write(); }
+  const std::string& name() const override { return name_; }
+  uint64_t size() const override { return store_->size(); }
+  uint32_t block_size() const override { return store_->block_size(); }
+  CacheGeometry cache_geometry() const override { return cache_.geometry(); }
+  bool read_only() const override { return !store_->can_write(); }
 
   // Reads up to out.size() bytes at `offset` into `out`; *done is the count
   // read, short only at the end of the volume (0 at or past it).
-  Status Read(uint64_t offset, std::span<std::byte> out, size_t* done);
+  Status Read(uint64_t offset, std::span<std::byte> out, size_t* done) override;
   // Writes `in` at `offset`; *done is the count written. A write that starts
   // at or past the end fails with kOutOfRange; one that runs past the end is
   // cut short there, like a write to a fixed-size device.
-  Status Write(uint64_t offset, std::span<const std::byte> in, size_t* done);
+  Status Write(uint64_t offset, std::span<const std::byte> in, size_t* done) override;
   // Writes back every dirty block, then syncs the store.
-  Status Flush();
+  Status Flush() override;
   // Flushes, then empties the cache of clean blocks.
-  Status DropCache();
+  Status DropCache() override;
 
-  VolumeStats stats() const;
-  void ResetStats();
+  VolumeStats stats() const override;
+  void ResetStats() override;
 
  private:
   // Both run with `set` locked. WriteBack stores a dirty slot and marks it

@@ -3,6 +3,7 @@
 #include <doctest/doctest.h>
 
 #include "core/mem_store.h"
+#include "core/volume.h"
 
 using namespace vshare;
 

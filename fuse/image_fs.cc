@@ -14,6 +14,7 @@
 #include <mutex>
 #include <thread>
 
+#include "core/daemon.h"
 #include "core/log.h"
 #include "fuse/control.h"
 #include "fuse/stats_json.h"
@@ -99,7 +100,7 @@ class ImageFs {
   Node& node() { return node_; }
   const MountOptions& opts() const { return opts_; }
 
-  Volume* VolumeOf(fuse_ino_t ino) const {
+  VolumeIo* VolumeOf(fuse_ino_t ino) const {
     if (ino < kFirstVolumeIno) return nullptr;
     size_t i = ino - kFirstVolumeIno;
     return i < node_.volumes().size() ? node_.volumes()[i].get() : nullptr;
@@ -127,7 +128,7 @@ class ImageFs {
       st->st_nlink = 1;
       return true;
     }
-    if (Volume* v = VolumeOf(ino)) {
+    if (VolumeIo* v = VolumeOf(ino)) {
       st->st_mode = S_IFREG | (v->read_only() ? 0444 : 0644);
       st->st_nlink = 1;
       st->st_size = static_cast<off_t>(v->size());
@@ -274,7 +275,7 @@ void OpOpen(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
       fi->direct_io = 1;
       return r.Open(fi);
     }
-    Volume* v = fs->VolumeOf(ino);
+    VolumeIo* v = fs->VolumeOf(ino);
     if (!v) return r.Err(ino == kRootIno || ino == kMetaDirIno ? EISDIR : ENOENT);
     if (acc != O_RDONLY && v->read_only()) return r.Err(EROFS);
     fi->direct_io = 1;
@@ -298,7 +299,7 @@ void OpRead(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, fuse_file_in
       size_t start = std::min(text->size(), static_cast<size_t>(off));
       return r.Buf(text->data() + start, std::min(size, text->size() - start));
     }
-    Volume* v = Fs(req)->VolumeOf(ino);
+    VolumeIo* v = Fs(req)->VolumeOf(ino);
     if (!v) return r.Err(EBADF);
     // One buffer per worker thread, grown once: no allocation per read.
     thread_local std::vector<std::byte> buf;
@@ -322,7 +323,7 @@ void OpWrite(fuse_req_t req, fuse_ino_t ino, const char* data, size_t size, off_
       if (!st.ok()) return r.Status(st);
       return r.Write(size);
     }
-    Volume* v = fs->VolumeOf(ino);
+    VolumeIo* v = fs->VolumeOf(ino);
     if (!v) return r.Err(EBADF);
     size_t done = 0;
     Status st = v->Write(static_cast<uint64_t>(off), std::span(reinterpret_cast<const std::byte*>(data), size), &done);
@@ -337,7 +338,7 @@ void OpWrite(fuse_req_t req, fuse_ino_t ino, const char* data, size_t size, off_
 
 void OpFsync(fuse_req_t req, fuse_ino_t ino, int, fuse_file_info*) {
   Guard(req, "fsync", [&](Reply& r) {
-    Volume* v = Fs(req)->VolumeOf(ino);
+    VolumeIo* v = Fs(req)->VolumeOf(ino);
     if (!v) return r.Err(0);
     Status st = v->Flush();
     if (!st.ok()) Fs(req)->node().SetLastError("fsync of " + v->name() + ": " + st.ToString());
@@ -352,7 +353,7 @@ void OpFlush(fuse_req_t req, fuse_ino_t, fuse_file_info*) {
 
 void OpFallocate(fuse_req_t req, fuse_ino_t ino, int mode, off_t off, off_t len, fuse_file_info*) {
   Guard(req, "fallocate", [&](Reply& r) {
-    Volume* v = Fs(req)->VolumeOf(ino);
+    VolumeIo* v = Fs(req)->VolumeOf(ino);
     if (!v) return r.Err(EOPNOTSUPP);
     // Every block of a fixed-size image already exists: plain allocation
     // inside it succeeds, beyond it there is no room. Hole punching and
@@ -403,6 +404,7 @@ fuse_lowlevel_ops MakeOps() {
 class Flusher {
  public:
   Flusher(Node& node, double interval_s) : node_(node), interval_s_(interval_s) {
+    TerminationSignalsBlocked blocked;  // signals are for libfuse's loop
     if (interval_s_ > 0) thread_ = std::thread([this] { Run(); });
   }
   ~Flusher() { Stop(); }
@@ -480,15 +482,26 @@ int ServeMount(Node& node, const MountOptions& opts) {
     fuse_session_destroy(se);
     return 1;
   }
-  if (!opts.foreground) {
-    // Fork now, before any thread exists; the parent exits 0 once we are up.
-    if (fuse_daemonize(0) != 0) {
-      fuse_remove_signal_handlers(se);
-      fuse_session_unmount(se);
-      fuse_session_destroy(se);
-      return 1;
-    }
-    if (opts.log_file.empty()) SetLogSink(LogSink::kSyslog);
+  // Threads start after the fork (fork keeps only the calling thread); the
+  // caller's process reports start-up errors, such as an unreachable parent.
+  auto start = [&]() -> Status {
+    if (!opts.foreground && opts.log_file.empty()) SetLogSink(LogSink::kSyslog);
+    return opts.start ? opts.start() : Status::Ok();
+  };
+  bool started;
+  if (opts.foreground) {
+    Status st = start();
+    if (!st.ok()) std::fprintf(stderr, "vshare mount: %s\n", st.message().c_str());
+    started = st.ok();
+  } else {
+    started = Daemonize("mount", start);
+  }
+  if (!started) {
+    LogError("start-up failed; unmounting " + opts.mountpoint);
+    fuse_remove_signal_handlers(se);
+    fuse_session_unmount(se);
+    fuse_session_destroy(se);
+    return 1;
   }
   // Writeback of a loop device over this file needs this daemon; keep our
   // threads (inherited by FUSE's workers) from waiting on that same writeback.

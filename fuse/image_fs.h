@@ -11,6 +11,7 @@
 // writeback cache is never enabled.
 #pragma once
 
+#include <functional>
 #include <string>
 
 #include "core/node.h"
@@ -24,6 +25,10 @@ struct MountOptions {
   unsigned max_threads = 16;   // FUSE worker threads
   double flush_interval_s = 5; // background write-back period; 0 turns it off
   std::string log_file;        // where a daemon logs; empty means syslog
+  // Runs after the mount, in the serving process (after the fork when
+  // daemonising), before requests are served: starts what needs threads,
+  // such as joining the tree. A failure unmounts and is reported.
+  std::function<Status()> start;
 };
 
 // Mounts `node` at opts.mountpoint and serves it until unmounted or sent

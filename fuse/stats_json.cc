@@ -11,9 +11,9 @@ nlohmann::json Latency(uint64_t total_ns, uint64_t count, uint64_t max_ns) {
           {"max_us", static_cast<double>(max_ns) / 1000.0}};
 }
 
-nlohmann::json VolumeJson(const Volume& v) {
+nlohmann::json VolumeJson(const VolumeIo& v) {
   const VolumeStats s = v.stats();
-  const CacheGeometry& g = v.cache_geometry();
+  const CacheGeometry g = v.cache_geometry();
   nlohmann::json level = {
       {"level", 0},
       {"medium", "memory"},
@@ -47,7 +47,7 @@ nlohmann::json VolumeJson(const Volume& v) {
         {"misses", s.cache.misses},
         {"evictions", s.cache.evictions},
         {"capacity_bytes", g.capacity_bytes()},
-        {"levels", nlohmann::json::array({level})}}},
+        {"levels", g.sets > 0 ? nlohmann::json::array({level}) : nlohmann::json::array()}}},
   };
 }
 
@@ -56,7 +56,18 @@ nlohmann::json VolumeJson(const Volume& v) {
 nlohmann::json NodeStatsJson(const Node& node, const NodeStatsContext& ctx) {
   nlohmann::json volumes = nlohmann::json::object();
   for (const auto& v : node.volumes()) volumes[v->name()] = VolumeJson(*v);
+  nlohmann::json tree = nullptr;
+  if (auto t = node.tree_stats()) {
+    tree = {{"parent", t->parent},
+            {"listen_port", t->listen_port},
+            {"children", t->children},
+            {"requests_served", t->requests_served},
+            {"calls_to_parent", t->calls_to_parent},
+            {"calls_to_children", t->calls_to_children},
+            {"local_timeouts", t->local_timeouts}};
+  }
   return {
+      {"tree", tree},
       {"version", VSHARE_VERSION},
       {"node",
        {{"role", node.role()},

@@ -1,5 +1,8 @@
 #include "net/tree_node.h"
 
+#include <future>
+
+#include "core/daemon.h"
 #include "core/log.h"
 
 namespace vshare::net {
@@ -25,6 +28,7 @@ ReplicaConfig WithRole(ReplicaConfig cfg, const TreeNodeOptions& opts) {
 
 TreeNode::TreeNode(TreeNodeOptions opts, ReplicaConfig cfg, BlockData* data)
     : opts_(std::move(opts)),
+      data_(data),
       replica_(WithRole(std::move(cfg), opts_), data),
       work_(io_.get_executor()),
       acceptor_(io_) {}
@@ -48,7 +52,10 @@ Status TreeNode::Start() {
     port_ = acceptor_.local_endpoint().port();
     asio::co_spawn(io_, AcceptLoop(), asio::detached);
   }
-  thread_ = std::thread([this] { io_.run(); });
+  {
+    TerminationSignalsBlocked blocked;  // signals are for the main thread
+    thread_ = std::thread([this] { io_.run(); });
+  }
   if (opts_.parent.empty()) return Status::Ok();
 
   auto joined = std::make_shared<Waiter>();
@@ -69,10 +76,11 @@ void TreeNode::Stop() {
       acceptor_.close(ec);
       if (parent_) parent_->Close(Status::IOError("node stopping"));
       for (auto& [link, c] : std::map(children_)) c->Close(Status::IOError("node stopping"));
-      for (auto& [op, w] : waiters_) {
+      for (auto& [op, entry] : waiters_) {
+        std::shared_ptr<Waiter> w = entry.first;
         std::lock_guard lock(w->mu);
         w->done = true;
-        w->status = Status::IOError("node stopped");
+        if (w->status.ok()) w->status = Status::IOError("node stopped");
         w->cv.notify_all();
       }
       waiters_.clear();
@@ -93,6 +101,10 @@ asio::awaitable<void> TreeNode::AcceptLoop() {
     auto conn = Connection::Start(
         std::move(socket),
         [this, link](const std::shared_ptr<Connection>&, Message m) {
+          if (m.opcode == Opcode::kIoRequest) {
+            std::lock_guard lock(counters_mu_);
+            ++counters_.requests_served;
+          }
           replica_.OnChildMessage(link, m, Now());
           Drain();
         },
@@ -162,13 +174,15 @@ void TreeNode::Drain() {
   for (LocalDone& d : replica_.TakeLocalDone()) {
     auto it = waiters_.find(d.op);
     if (it == waiters_.end()) continue;  // its caller gave up waiting
-    std::shared_ptr<Waiter> w = it->second;
+    auto [w, index] = it->second;
     waiters_.erase(it);
     std::lock_guard lock(w->mu);
-    w->done = true;
-    w->status = d.status;
-    w->data = std::move(d.data);
-    w->cv.notify_all();
+    if (!d.status.ok() && w->status.ok()) w->status = d.status;
+    w->data[index] = std::move(d.data);
+    if (--w->remaining == 0) {
+      w->done = true;
+      w->cv.notify_all();
+    }
   }
   if (join_waiter_) {
     // Joining ends when the Replica is connected or has given up.
@@ -217,17 +231,20 @@ void TreeNode::Route(Outgoing o) {
   });
 }
 
-Status TreeNode::RunLocal(Starter start, std::vector<uint8_t>* out) {
+Status TreeNode::RunLocal(std::vector<Starter> starts, std::vector<std::vector<uint8_t>>* outs) {
   if (stopped_) return Status::IOError("node stopped");
+  if (starts.empty()) return Status::Ok();
   auto w = std::make_shared<Waiter>();
-  asio::post(io_, [this, w, start = std::move(start)] {
-    uint64_t op = start(replica_, Now());
-    waiters_[op] = w;
+  w->remaining = starts.size();
+  w->data.resize(starts.size());
+  asio::post(io_, [this, w, starts = std::move(starts)] {
+    // Register every operation before draining: some complete on the spot.
+    for (size_t i = 0; i < starts.size(); ++i) waiters_[starts[i](replica_, Now())] = {w, i};
     Drain();
   });
   {
     std::lock_guard lock(counters_mu_);
-    ++counters_.local_ops;
+    counters_.local_ops += w->data.size();
   }
   std::unique_lock lock(w->mu);
   if (!w->cv.wait_for(lock, opts_.io_timeout, [&] { return w->done; })) {
@@ -235,23 +252,64 @@ Status TreeNode::RunLocal(Starter start, std::vector<uint8_t>* out) {
     ++counters_.local_timeouts;
     return Status::TimedOut("no answer within " + std::to_string(opts_.io_timeout.count()) + " ms");
   }
-  if (out) *out = std::move(w->data);
+  if (outs) *outs = std::move(w->data);
   return w->status;
 }
 
 Status TreeNode::Read(uint64_t block, std::vector<uint8_t>* out) {
-  return RunLocal([block](Replica& r, Time now) { return r.ReadLocal(block, now); }, out);
+  std::vector<std::vector<uint8_t>> outs;
+  Status st = RunLocal({[block](Replica& r, Time now) { return r.ReadLocal(block, now); }}, &outs);
+  if (st.ok()) *out = std::move(outs[0]);
+  return st;
 }
 
 Status TreeNode::Write(uint64_t block, size_t offset, std::span<const uint8_t> data) {
   std::vector<uint8_t> bytes(data.begin(), data.end());
-  return RunLocal([block, offset, bytes = std::move(bytes)](Replica& r, Time now) mutable {
-    return r.WriteLocal(block, offset, std::move(bytes), now);
-  }, nullptr);
+  return RunLocal({[block, offset, bytes = std::move(bytes)](Replica& r, Time now) mutable {
+                    return r.WriteLocal(block, offset, std::move(bytes), now);
+                  }},
+                  nullptr);
 }
 
 Status TreeNode::Flush(uint64_t block) {
-  return RunLocal([block](Replica& r, Time now) { return r.FlushLocal(block, Perm::kRead, now); }, nullptr);
+  return RunLocal({[block](Replica& r, Time now) { return r.FlushLocal(block, Perm::kRead, now); }}, nullptr);
+}
+
+Status TreeNode::FlushAll() {
+  // Which blocks are dirty is known on the I/O thread only: ask it first.
+  std::vector<std::vector<uint8_t>> unused;
+  auto blocks = std::make_shared<std::vector<uint64_t>>();
+  std::promise<void> listed;
+  asio::post(io_, [this, blocks, &listed] {
+    *blocks = data_->DirtyBlocks();
+    listed.set_value();
+  });
+  if (listed.get_future().wait_for(opts_.io_timeout) != std::future_status::ready)
+    return Status::TimedOut("node did not answer");
+  std::vector<Starter> starts;
+  for (uint64_t b : *blocks)
+    starts.push_back([b](Replica& r, Time now) { return r.FlushLocal(b, Perm::kRead, now); });
+  return RunLocal(std::move(starts), &unused);
+}
+
+Status TreeNode::RunBatch(std::vector<BlockOp>* ops) {
+  std::vector<Starter> starts;
+  // By value: the caller may give up waiting (and free *ops) before the
+  // I/O thread runs these.
+  for (BlockOp& op : *ops) {
+    if (op.write)
+      starts.push_back([b = op.block, off = op.offset, bytes = std::move(op.data)](Replica& r, Time now) mutable {
+        return r.WriteLocal(b, off, std::move(bytes), now);
+      });
+    else
+      starts.push_back([b = op.block](Replica& r, Time now) { return r.ReadLocal(b, now); });
+  }
+  std::vector<std::vector<uint8_t>> outs;
+  Status st = RunLocal(std::move(starts), &outs);
+  if (st.ok())
+    for (size_t i = 0; i < ops->size(); ++i)
+      if (!(*ops)[i].write) (*ops)[i].data = std::move(outs[i]);
+  return st;
 }
 
 uint64_t TreeNode::volume_size() const { return replica_.config().volume_size; }

@@ -33,6 +33,7 @@ struct TreeNodeOptions {
 
 struct TreeNodeCounters {
   uint64_t children = 0;          // connected now
+  uint64_t requests_served = 0;   // IO_REQUESTs from children
   uint64_t calls_to_parent = 0;
   uint64_t calls_to_children = 0;  // INVALIDATEs
   uint64_t local_ops = 0;
@@ -66,6 +67,20 @@ class TreeNode {
   // Sends the block's data (if this node holds it dirty) to the root,
   // keeping a READ copy.
   Status Flush(uint64_t block);
+  // Flushes every block held dirty here.
+  Status FlushAll();
+
+  // One local operation of a batch: a read of `block` (data empty), or a
+  // write of `data` at `offset` within it.
+  struct BlockOp {
+    uint64_t block = 0;
+    bool write = false;
+    size_t offset = 0;
+    std::vector<uint8_t> data;  // written, or (for a read) filled in
+  };
+  // Runs the operations concurrently (each block's in order); the first
+  // failure is returned. Bounded by io_timeout as a whole.
+  Status RunBatch(std::vector<BlockOp>* ops);
 
   TreeNodeCounters counters() const;
 
@@ -74,12 +89,13 @@ class TreeNode {
     std::mutex mu;
     std::condition_variable cv;
     bool done = false;
-    Status status;
-    std::vector<uint8_t> data;
+    size_t remaining = 1;  // operations still to complete
+    Status status;         // the first failure
+    std::vector<std::vector<uint8_t>> data;  // per operation
   };
   using Starter = std::function<uint64_t(Replica&, Time)>;
 
-  Status RunLocal(Starter start, std::vector<uint8_t>* out);
+  Status RunLocal(std::vector<Starter> starts, std::vector<std::vector<uint8_t>>* outs);
   void Drain();  // on the I/O thread: carry out what the Replica queued
   void Route(Outgoing o);
   asio::awaitable<void> AcceptLoop();
@@ -87,6 +103,7 @@ class TreeNode {
   static Time Now() { return std::chrono::steady_clock::now(); }
 
   TreeNodeOptions opts_;
+  BlockData* data_;
   Replica replica_;
   asio::io_context io_;
   asio::executor_work_guard<asio::io_context::executor_type> work_;
@@ -99,7 +116,7 @@ class TreeNode {
   std::shared_ptr<Connection> parent_;
   std::map<LinkId, std::shared_ptr<Connection>> children_;
   LinkId next_link_ = 1;
-  std::map<uint64_t, std::shared_ptr<Waiter>> waiters_;
+  std::map<uint64_t, std::pair<std::shared_ptr<Waiter>, size_t>> waiters_;  // op -> waiter, index
   std::shared_ptr<Waiter> join_waiter_;
 
   mutable std::mutex counters_mu_;

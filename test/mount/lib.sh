@@ -43,6 +43,13 @@ begin() {
   echo "== $TEST_NAME (work dir $WORK)"
 }
 
+# True when something is mounted on $1. Reads /proc/mounts rather than
+# asking `mountpoint`, which cannot stat a dead FUSE mount (ENOTCONN) and
+# then says "not a mountpoint".
+is_mounted() {
+  awk -v p="$1" '$2 == p {found = 1} END {exit !found}' /proc/mounts
+}
+
 cleanup() {
   local rc=$? mp pid i
   if [ -n "$WATCHDOG" ]; then
@@ -53,15 +60,19 @@ cleanup() {
   fi
   for ((i = ${#LOOP_MOUNTS[@]} - 1; i >= 0; i--)); do
     mp=${LOOP_MOUNTS[$i]}
-    if mountpoint -q "$mp"; then umount "$mp" 2>/dev/null || umount -l "$mp"; fi
+    if is_mounted "$mp"; then umount "$mp" 2>/dev/null || umount -l "$mp"; fi
   done
   # Loop devices still attached to files under our mounts or work dir.
   losetup -a 2>/dev/null | grep -F "$WORK" | cut -d: -f1 | while read -r dev; do losetup -d "$dev"; done
   for mp in "${!NODE_PID[@]}"; do
-    if mountpoint -q "$mp"; then umount "$mp" 2>/dev/null || umount -l "$mp"; fi
+    if is_mounted "$mp"; then umount "$mp" 2>/dev/null || umount -l "$mp"; fi
     pid=${NODE_PID[$mp]}
     kill_pid "$pid"
   done
+  # Any other mount left under the work dir (a node that died, say).
+  if [ -n "$WORK" ]; then
+    awk -v w="$WORK/" 'index($2, w) == 1 {print $2}' /proc/mounts | sort -r | while read -r m; do umount -l "$m"; done
+  fi
   if [ -n "$WORK" ] && [ -d "$WORK" ]; then
     if [ "$rc" != 0 ] || [ "$FAILED" != 0 ]; then
       for f in "$WORK"/*.log; do [ -f "$f" ] && { echo "--- $f (last 20 lines)"; tail -n 20 "$f"; }; done

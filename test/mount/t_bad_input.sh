@@ -33,7 +33,20 @@ expect_fail "mount with a duplicate export name" 2 "volume name 'v' is given twi
 expect_fail "mount with one image exported twice" 2 "is exported twice" "$VSHARE" mount "$mp" --export v="$img" --export w="$img"
 expect_fail "mount with a malformed export" 2 "expected NAME=IMAGE" "$VSHARE" mount "$mp" --export "$img"
 expect_fail "mount with a bad volume name" 2 "volume name must be" "$VSHARE" mount "$mp" --export ".hidden=$img"
-expect_fail "mount without exports" 2 "at least one --export" "$VSHARE" mount "$mp"
+expect_fail "mount without exports" 2 "nothing to serve" "$VSHARE" mount "$mp"
+
+# mount and serve: tree flags
+expect_fail "--parent without --volume" 2 "--parent needs --volume NAME" "$VSHARE" mount "$mp" --parent 127.0.0.1:1
+expect_fail "--export with --parent" 2 "exclude each other" "$VSHARE" mount "$mp" --export v="$img" --parent 127.0.0.1:1 --volume v
+expect_fail "--volume without --parent" 2 "--volume goes with --parent" "$VSHARE" mount "$mp" --export v="$img" --volume v
+expect_fail "--listen with two exports" 2 "one volume per node" "$VSHARE" mount "$mp" --export v="$img" --export w="$WORK/b.img" --listen 127.0.0.1:0
+expect_fail "a zero --io-timeout" 2 "--io-timeout must be" "$VSHARE" mount "$mp" --parent 127.0.0.1:1 --volume v --io-timeout 0
+expect_fail "a bad volume name to join" 2 "volume name must be" "$VSHARE" mount "$mp" --parent 127.0.0.1:1 --volume ../x
+expect_fail "a parent nobody listens on" 1 "cannot connect to parent 127.0.0.1:1" "$VSHARE" mount "$mp" --parent 127.0.0.1:1 --volume v --io-timeout 3
+check "and nothing stays mounted after it" bash -c "! awk -v p='$mp' '\$2 == p {f=1} END {exit !f}' /proc/mounts"
+expect_fail "a malformed listen address" 1 "bad listen address 'nonsense'" "$VSHARE" mount "$mp" --export v="$img" --listen nonsense
+expect_fail "serve without --listen" 2 "missing --listen" "$VSHARE" serve --parent 127.0.0.1:1 --volume v
+expect_fail "serve below a parent nobody listens on" 1 "cannot connect to parent" "$VSHARE" serve --parent 127.0.0.1:1 --volume v --listen 127.0.0.1:0 --io-timeout 3
 
 # mount: mountpoints
 expect_fail "mount on a missing mountpoint" 1 "mountpoint $WORK/nowhere: No such file or directory" "$VSHARE" mount "$WORK/nowhere" --export v="$img"

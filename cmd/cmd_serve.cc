@@ -1,0 +1,88 @@
+// vshare serve --parent HOST:PORT --volume NAME --listen HOST:PORT [options]
+// A proxy without a mount: it joins the tree below its parent and serves
+// children, keeping copies of what passes through.
+#include <signal.h>
+
+#include <iostream>
+#include <random>
+
+#include "cmd/cli.h"
+#include "core/block_data.h"
+#include "core/daemon.h"
+#include "core/log.h"
+#include "net/tree_node.h"
+
+namespace po = boost::program_options;
+
+namespace vshare::cli {
+
+int Serve(const Args& args) {
+  const std::string sub = "serve";
+  CommandLine cl(sub, "usage: vshare serve --parent HOST:PORT --volume NAME --listen HOST:PORT [options]");
+  cl.Options()
+      ("parent,p", po::value<std::string>(), "HOST:PORT of the parent node")
+      ("volume", po::value<std::string>(), "the volume to serve onward")
+      ("listen,l", po::value<std::string>(), "HOST:PORT to serve children on (port 0 picks one)")
+      ("io-timeout", po::value<double>()->default_value(30), "seconds any wait on the network may take")
+      ("foreground,f", "stay in the foreground and log to stderr")
+      ("log-file", po::value<std::string>(), "append log lines to this file (default: stderr in the foreground, syslog otherwise)")
+      ("port-file", po::value<std::string>(), "write the listening port here once serving (useful with port 0)");
+  int rc;
+  if (!cl.Parse(args, &rc)) return rc;
+  for (const char* needed : {"parent", "volume", "listen"})
+    if (!cl.Has(needed)) return UsageError(sub, std::string("missing --") + needed);
+  const double io_timeout = cl.Get<double>("io-timeout");
+  if (!(io_timeout >= 0.1) || io_timeout > 3600) return UsageError(sub, "--io-timeout must be from 0.1 to 3600 seconds");
+  if (cl.Has("log-file")) {
+    const std::string path = cl.Get<std::string>("log-file");
+    if (path.empty() || !SetLogSink(LogSink::kFile, path)) return Fail(sub, "cannot open log file '" + path + "'");
+  }
+
+  net::TreeNodeOptions opts;
+  opts.parent = cl.Get<std::string>("parent");
+  opts.listen = cl.Get<std::string>("listen");
+  opts.io_timeout = std::chrono::milliseconds(static_cast<int64_t>(io_timeout * 1000));
+  std::random_device rd;
+  ReplicaConfig cfg;
+  cfg.volume_name = cl.Get<std::string>("volume");
+  cfg.volume_id = rd() | 1;
+  cfg.self[10] = cfg.self[11] = 0xff;
+  for (int i = 12; i < 16; ++i) cfg.self[i] = static_cast<uint8_t>(rd());
+  MapBlockData copies;
+  net::TreeNode node(opts, cfg, &copies);
+
+  // Termination signals are taken by sigwait below, in this thread only.
+  sigset_t stop;
+  sigemptyset(&stop);
+  for (int s : {SIGTERM, SIGINT, SIGHUP, SIGQUIT}) sigaddset(&stop, s);
+  pthread_sigmask(SIG_BLOCK, &stop, nullptr);
+
+  const std::string port_file = cl.Has("port-file") ? cl.Get<std::string>("port-file") : "";
+  auto start = [&]() -> Status {
+    if (!cl.Has("foreground") && !cl.Has("log-file")) SetLogSink(LogSink::kSyslog);
+    Status st = node.Start();
+    if (!st.ok()) return st;
+    if (!port_file.empty()) {
+      FILE* f = std::fopen(port_file.c_str(), "we");
+      if (!f) return Status::FromErrno(errno, "cannot write " + port_file);
+      std::fprintf(f, "%u\n", node.port());
+      std::fclose(f);
+    }
+    LogInfo("serving volume " + cfg.volume_name + " below " + opts.parent + " on port " + std::to_string(node.port()));
+    return st;
+  };
+  if (cl.Has("foreground")) {
+    Status st = start();
+    if (!st.ok()) return Fail(sub, st.message());
+  } else if (!Daemonize(sub, start)) {
+    return 1;
+  }
+  int sig = 0;
+  sigwait(&stop, &sig);
+  LogInfo("signal " + std::to_string(sig) + " received: stopping");
+  node.Stop();
+  LogInfo("stopped");
+  return 0;
+}
+
+}  // namespace vshare::cli
