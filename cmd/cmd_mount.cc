@@ -253,6 +253,7 @@ int Mount(const Args& args) {
     ReplicaConfig cfg = NewReplicaConfig(e.name);
     cfg.volume_size = size;
     cfg.block_size = bs;
+    cfg.root_sync = [v = volume.get()] { return v->Flush(); };  // a barrier ends here
     auto data = std::make_unique<VolumeBlockData>(volume.get());
     auto tree = std::make_unique<net::TreeNode>(tree_opts, cfg, data.get());
     auto tv = std::make_unique<net::TreeVolume>(e.name, std::move(volume), std::move(data), std::move(tree));

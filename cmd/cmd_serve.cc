@@ -24,6 +24,7 @@ int Serve(const Args& args) {
       ("volume", po::value<std::string>(), "the volume to serve onward")
       ("listen,l", po::value<std::string>(), "HOST:PORT to serve children on (port 0 picks one)")
       ("io-timeout", po::value<double>()->default_value(30), "seconds any wait on the network may take")
+      ("flush-interval", po::value<double>()->default_value(5.0), "seconds between sending dirty blocks (recalled from children) to the parent")
       ("foreground,f", "stay in the foreground and log to stderr")
       ("log-file", po::value<std::string>(), "append log lines to this file (default: stderr in the foreground, syslog otherwise)")
       ("port-file", po::value<std::string>(), "write the listening port here once serving (useful with port 0)");
@@ -32,6 +33,8 @@ int Serve(const Args& args) {
   for (const char* needed : {"parent", "volume", "listen"})
     if (!cl.Has(needed)) return UsageError(sub, std::string("missing --") + needed);
   const double io_timeout = cl.Get<double>("io-timeout");
+  if (!(cl.Get<double>("flush-interval") >= 0) || cl.Get<double>("flush-interval") > 86400)
+    return UsageError(sub, "--flush-interval must be from 0 to 86400 seconds");
   if (!(io_timeout >= 0.1) || io_timeout > 3600) return UsageError(sub, "--io-timeout must be from 0.1 to 3600 seconds");
   if (cl.Has("log-file")) {
     const std::string path = cl.Get<std::string>("log-file");
@@ -77,12 +80,26 @@ int Serve(const Args& args) {
   } else if (!Daemonize(sub, start)) {
     return 1;
   }
+  // Data that recalls moved here is dirty here: send it up every
+  // --flush-interval, and once more before stopping.
+  const double interval = cl.Get<double>("flush-interval");
   int sig = 0;
-  sigwait(&stop, &sig);
-  LogInfo("signal " + std::to_string(sig) + " received: stopping");
+  for (;;) {
+    timespec wait{static_cast<time_t>(interval), static_cast<long>((interval - static_cast<time_t>(interval)) * 1e9)};
+    sig = interval > 0 ? sigtimedwait(&stop, nullptr, &wait) : sigwaitinfo(&stop, nullptr);
+    if (sig > 0) break;
+    Status st = node.Sync();
+    if (!st.ok()) LogWarning("periodic flush to the parent failed: " + st.ToString());
+  }
+  LogInfo("signal " + std::to_string(sig) + " received: flushing, then stopping");
+  int rc_stop = 0;
+  if (Status st = node.Sync(); !st.ok()) {
+    LogError("final flush to the parent failed, dirty blocks are lost: " + st.ToString());
+    rc_stop = 1;
+  }
   node.Stop();
   LogInfo("stopped");
-  return 0;
+  return rc_stop;
 }
 
 }  // namespace vshare::cli

@@ -145,6 +145,14 @@ void PrintTable(const json& s) {
   const json& n = s["node"];
   std::cout << "node: " << n.value("role", "?") << ", pid " << n.value("pid", 0) << ", up "
             << Num(n["uptime_s"]) << " s, mounted on " << n.value("mountpoint", "?") << "\n";
+  if (s.contains("tree") && s["tree"].is_object()) {
+    const json& t = s["tree"];
+    std::string parent = t.value("parent", "");
+    std::cout << "tree: " << (parent.empty() ? "root" : "below " + parent);
+    if (t.value("listen_port", 0) > 0) std::cout << ", serving children on port " << t.value("listen_port", 0);
+    std::cout << ", " << t.value("children", 0) << " children, " << t.value("requests_served", 0)
+              << " requests served, " << t.value("calls_to_children", 0) << " invalidations sent\n";
+  }
   std::string err = s.value("last_error", "");
   std::cout << "last error: " << (err.empty() ? "none" : err) << "\n\n";
 
@@ -162,6 +170,12 @@ void PrintTable(const json& s) {
         vw);
   }
   std::cout << "\n";
+  bool any_level = false;
+  for (auto& [name, v] : s["volumes"].items()) any_level |= !v["cache"]["levels"].empty();
+  if (!any_level) {
+    std::cout << "cache: no block cache level on this node (copies it holds are kept in memory)\n";
+    return;
+  }
   std::initializer_list<int> cw = {12, 7, 8, 8, 6, 8, 16, 12, 12, 7, 10};
   row({"cache", "level", "medium", "sets", "ways", "hash", "used/capacity", "hits", "misses", "hit%", "evictions"}, cw);
   for (auto& [name, v] : s["volumes"].items()) {

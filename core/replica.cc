@@ -103,9 +103,87 @@ uint64_t Replica::CallParent(Message m, Call c) {
 std::vector<Outgoing> Replica::TakeOutbox() { return std::exchange(outbox_, {}); }
 std::vector<LocalDone> Replica::TakeLocalDone() { return std::exchange(local_done_, {}); }
 
+void Replica::CompleteLocal(uint64_t op, Status st, std::vector<uint8_t> data) {
+  auto it = sync_flushes_.find(op);
+  if (it == sync_flushes_.end()) {
+    local_done_.push_back({op, std::move(st), std::move(data)});
+    return;
+  }
+  const uint64_t id = it->second;
+  sync_flushes_.erase(it);
+  SyncOp& s = syncs_.at(id);
+  --s.pending;
+  if (!st.ok() && s.error.ok()) s.error = st;
+  // Progress is made by whoever is running: a later event looks at it.
+  if (s.pending == 0) pending_sync_progress_.push_back(id);
+}
+
+uint64_t Replica::SyncLocal(Time now) {
+  uint64_t op = next_local_++;
+  StartSync(kLocal, 0, op, now);
+  return op;
+}
+
+void Replica::StartSync(LinkId from, uint64_t reply_xid, uint64_t local_op, Time now) {
+  const uint64_t id = next_sync_++;
+  SyncOp& s = syncs_[id];
+  s.from = from;
+  s.reply_xid = reply_xid;
+  s.local_op = local_op;
+  std::vector<uint64_t> dirty = data_->DirtyBlocks();
+  std::vector<uint64_t> ops;
+  for (size_t i = 0; i < dirty.size(); ++i) {
+    uint64_t op = next_local_++;
+    sync_flushes_[op] = id;
+    ops.push_back(op);
+  }
+  s.pending = dirty.size();
+  for (size_t i = 0; i < dirty.size(); ++i) FlushLocalAs(ops[i], dirty[i], Perm::kRead, now);
+  RunSyncProgress(now);
+  if (syncs_.count(id) && syncs_[id].pending == 0 && !syncs_[id].sent_up) SyncProgress(id, now);
+}
+
+void Replica::RunSyncProgress(Time now) {
+  while (!pending_sync_progress_.empty()) {
+    uint64_t id = pending_sync_progress_.back();
+    pending_sync_progress_.pop_back();
+    if (syncs_.count(id)) SyncProgress(id, now);
+  }
+}
+
+void Replica::SyncProgress(uint64_t id, Time now) {
+  SyncOp& s = syncs_.at(id);
+  if (s.pending > 0 || s.sent_up) return;
+  if (!s.error.ok()) return FinishSync(id, s.error);
+  if (cfg_.is_root) return FinishSync(id, cfg_.root_sync ? cfg_.root_sync() : Status::Ok());
+  s.sent_up = true;
+  Message up;
+  up.opcode = Opcode::kIoRequest;
+  up.io_op = IoOp::kFlush;
+  up.volume_id = parent_volume_id_;
+  up.originator = cfg_.self;
+  up.hops_left = cfg_.max_hops;
+  Call c{CallKind::kSync};
+  c.sent = now;
+  c.sync = id;
+  CallParent(std::move(up), c);
+}
+
+void Replica::FinishSync(uint64_t id, const Status& st) {
+  SyncOp s = syncs_.at(id);
+  syncs_.erase(id);
+  if (s.from == kLocal) {
+    local_done_.push_back({s.local_op, st, {}});
+  } else if (st.ok()) {
+    SendToChild(s.from, ReplyFor(s.reply_xid));
+  } else {
+    SendToChild(s.from, ErrorReply(s.reply_xid, WireStatus::kBusy));
+  }
+}
+
 void Replica::Finish(const Job& j, const Message& reply) {
   if (j.from == kLocal) {
-    local_done_.push_back({j.local_op, Status::Ok(), {}});
+    CompleteLocal(j.local_op, Status::Ok());
     return;
   }
   Message r = reply;
@@ -115,7 +193,9 @@ void Replica::Finish(const Job& j, const Message& reply) {
 
 void Replica::Fail(const Job& j, WireStatus st, const std::string& why) {
   if (j.from == kLocal) {
-    local_done_.push_back({j.local_op, st == WireStatus::kBusy ? Status::Busy(why) : Status::IOError(why), {}});
+    // The application sees EIO: BUSY here means the parent could not be
+    // reached or refused, not a lock someone holds.
+    CompleteLocal(j.local_op, Status::IOError(why + " (" + WireStatusName(st) + ")"));
     return;
   }
   SendToChild(j.from, ErrorReply(j.reply_xid, st));
@@ -124,6 +204,21 @@ void Replica::Fail(const Job& j, WireStatus st, const std::string& why) {
 // ---- Children's messages ----
 
 void Replica::OnChildMessage(LinkId child, const Message& m, Time now) {
+  HandleChildMessage(child, m, now);
+  RunSyncProgress(now);
+}
+
+void Replica::OnParentMessage(const Message& m, Time now) {
+  HandleParentMessage(m, now);
+  RunSyncProgress(now);
+}
+
+void Replica::OnReply(uint64_t call_id, const Status& st, const Message& reply, Time now) {
+  HandleReply(call_id, st, reply, now);
+  RunSyncProgress(now);
+}
+
+void Replica::HandleChildMessage(LinkId child, const Message& m, Time now) {
   switch (m.opcode) {
     case Opcode::kConnect:
       return HandleConnect(child, m, now);
@@ -188,6 +283,10 @@ void Replica::HandleIo(LinkId child, const Message& m, Time now) {
   auto refuse = [&](WireStatus st, std::optional<ParamType> param) { SendToChild(child, ErrorReply(m.xid, st, param)); };
   if (!connected_ || !m.volume_id || *m.volume_id != cfg_.volume_id) return refuse(WireStatus::kNoSuchVolume, std::nullopt);
   if (!m.io_op) return refuse(WireStatus::kBadParamValue, ParamType::kIoOp);
+  if (*m.io_op == IoOp::kFlush && !m.block_num && !m.data) {  // a sync barrier
+    StartSync(child, m.xid, 0, now);
+    return;
+  }
   if (!m.block_num) return refuse(WireStatus::kBadParamValue, ParamType::kBlockNum);
   if (*m.block_num >= block_count()) return refuse(WireStatus::kOutOfRange, ParamType::kBlockNum);
   if (m.originator == cfg_.self) return refuse(WireStatus::kLoopDetected, std::nullopt);
@@ -247,7 +346,7 @@ uint64_t Replica::ReadLocal(uint64_t block, Time now) {
 uint64_t Replica::WriteLocal(uint64_t block, size_t offset, std::vector<uint8_t> data, Time now) {
   uint64_t id = next_local_++;
   if (offset + data.size() > cfg_.block_size) {
-    local_done_.push_back({id, Status::InvalidArgument("write past the end of block " + std::to_string(block)), {}});
+    CompleteLocal(id, Status::InvalidArgument("write past the end of block " + std::to_string(block)));
     return id;
   }
   Job j;
@@ -277,8 +376,12 @@ uint64_t Replica::PutLocal(uint64_t block, std::vector<uint8_t> data, Time now) 
 }
 
 uint64_t Replica::FlushLocal(uint64_t block, Perm keep, Time now) {
+  return FlushLocalAs(next_local_++, block, keep, now);
+}
+
+uint64_t Replica::FlushLocalAs(uint64_t id_to_use, uint64_t block, Perm keep, Time now) {
   Job j;
-  j.local_op = next_local_++;
+  j.local_op = id_to_use;
   j.op = IoOp::kFlush;
   j.keep = keep;
   j.hops = cfg_.max_hops;
@@ -286,11 +389,11 @@ uint64_t Replica::FlushLocal(uint64_t block, Perm keep, Time now) {
   std::vector<uint8_t> bytes;
   uint64_t id = j.local_op;
   if (!data_->IsDirty(block)) {  // nothing newer here than upstream
-    local_done_.push_back({id, Status::Ok(), {}});
+    CompleteLocal(id, Status::Ok());
     return id;
   }
   if (!data_->Get(block, &bytes)) {
-    local_done_.push_back({id, Status::NotFound("no copy of block " + std::to_string(block) + " to flush"), {}});
+    CompleteLocal(id, Status::NotFound("no copy of block " + std::to_string(block) + " to flush"));
     return id;
   }
   j.data = std::move(bytes);
@@ -370,7 +473,7 @@ bool Replica::Advance(uint64_t block, Job& j, Time now) {
       data_->Put(block, bytes, /*dirty=*/!cfg_.is_root);
       ++st.version;
     }
-    local_done_.push_back(std::move(done));
+    CompleteLocal(done.op, done.status, std::move(done.data));
     return true;
   }
   Message r = ReplyFor(j.reply_xid);
@@ -532,7 +635,7 @@ bool Replica::AdvanceFlush(uint64_t block, Job& j, Time now) {
 
 // ---- The parent's messages ----
 
-void Replica::OnParentMessage(const Message& m, Time now) {
+void Replica::HandleParentMessage(const Message& m, Time now) {
   if (m.opcode == Opcode::kInvalidate && m.block_num) {
     if (m.volume_id && *m.volume_id != parent_volume_id_) return SendToParent(ErrorReply(m.xid, WireStatus::kNoSuchVolume));
     BlockRun& run = runs_[*m.block_num];
@@ -594,7 +697,7 @@ void Replica::ServeRecall(uint64_t block, Time now) {
 
 // ---- Replies to our calls ----
 
-void Replica::OnReply(uint64_t call_id, const Status& st, const Message& reply, Time now) {
+void Replica::HandleReply(uint64_t call_id, const Status& st, const Message& reply, Time now) {
   auto it = calls_.find(call_id);
   if (it == calls_.end()) return;
   const Call call = it->second;
@@ -625,6 +728,14 @@ void Replica::OnReply(uint64_t call_id, const Status& st, const Message& reply, 
         SendToChild(pc.child, ErrorReply(pc.xid, st.ok() ? reply.status.value_or(WireStatus::kNoSuchVolume) : WireStatus::kBusy));
       }
     }
+    return;
+  }
+
+  if (call.kind == CallKind::kSync) {
+    if (syncs_.count(call.sync))
+      FinishSync(call.sync, ok ? Status::Ok()
+                               : Status::IOError("sync barrier failed at the parent: " +
+                                                 (st.ok() ? Describe(reply) : st.ToString())));
     return;
   }
 

@@ -29,6 +29,7 @@
 
 #include <chrono>
 #include <deque>
+#include <functional>
 #include <optional>
 #include <string>
 #include <unordered_map>
@@ -54,6 +55,9 @@ struct ReplicaConfig {
   uint8_t max_hops = 16;
   Originator self{};             // this node's address, for loop detection
   bool keep_copies = true;       // a proxy keeps a READ copy of what passes through
+  // The root only: makes everything written to its store durable. A sync
+  // barrier that reaches the root calls it before answering.
+  std::function<Status()> root_sync;
 };
 
 // One message the node must send. A kCall expects a reply, to be delivered
@@ -102,6 +106,12 @@ class Replica {
   uint64_t WriteLocal(uint64_t block, size_t offset, std::vector<uint8_t> data, Time now);
   // Write `data` through to the root (a PUT), keeping no permission.
   uint64_t PutLocal(uint64_t block, std::vector<uint8_t> data, Time now);
+  // A sync barrier: every block held dirty here goes to the parent, then the
+  // barrier goes up too, and it completes when the root has synced its
+  // store (root_sync). Data a recall moved into an ancestor is covered:
+  // this is what fsync on a node means. On the wire: a FLUSH without
+  // BLOCK_NUM.
+  uint64_t SyncLocal(Time now);
   // Send the block's data to the root, keeping `keep` (Example Four). Done
   // at once when this node holds nothing dirty for the block.
   uint64_t FlushLocal(uint64_t block, Perm keep, Time now);
@@ -150,13 +160,22 @@ class Replica {
     bool waiting_parent = false;
     std::optional<Recall> recall;
   };
-  enum class CallKind { kConnect, kUpstream, kInvalidate };
+  enum class CallKind { kConnect, kUpstream, kInvalidate, kSync };
   struct Call {
     CallKind kind;
     uint64_t block = 0;
     LinkId child = 0;
     Perm to = Perm::kNone;  // kInvalidate: the target permission
     Time sent{};
+    uint64_t sync = 0;      // kSync: which barrier
+  };
+  struct SyncOp {  // a barrier: this node's flushes, then the parent's barrier
+    LinkId from = kLocal;
+    uint64_t reply_xid = 0;
+    uint64_t local_op = 0;
+    size_t pending = 0;  // block flushes still running
+    Status error;
+    bool sent_up = false;
   };
   struct PendingConnect {
     LinkId child;
@@ -164,6 +183,9 @@ class Replica {
   };
 
   void ConnectUpward();
+  void HandleChildMessage(LinkId child, const Message& m, Time now);
+  void HandleParentMessage(const Message& m, Time now);
+  void HandleReply(uint64_t call_id, const Status& st, const Message& reply, Time now);
   void HandleConnect(LinkId child, const Message& m, Time now);
   void HandleIo(LinkId child, const Message& m, Time now);
   void ReplyConnect(LinkId child, uint64_t xid);
@@ -175,6 +197,14 @@ class Replica {
   void ServeRecall(uint64_t block, Time now);
   void AskParent(uint64_t block, const Job& j, Time now);
   void Invalidate(uint64_t block, LinkId child, Perm to, Time now);
+  void StartSync(LinkId from, uint64_t reply_xid, uint64_t local_op, Time now);
+  void SyncProgress(uint64_t id, Time now);
+  void RunSyncProgress(Time now);
+  uint64_t FlushLocalAs(uint64_t op, uint64_t block, Perm keep, Time now);
+  void FinishSync(uint64_t id, const Status& st);
+  // Every local completion goes through here: those of a barrier's own
+  // flushes count down the barrier instead of going out.
+  void CompleteLocal(uint64_t op, Status st, std::vector<uint8_t> data = {});
   void Finish(const Job& j, const Message& reply);
   void Fail(const Job& j, WireStatus st, const std::string& why);
   void SendToChild(LinkId child, Message m);
@@ -202,6 +232,10 @@ class Replica {
   std::unordered_map<uint64_t, Call> calls_;
   uint64_t next_call_ = 1;
   uint64_t next_local_ = 1;
+  std::unordered_map<uint64_t, SyncOp> syncs_;
+  std::unordered_map<uint64_t, uint64_t> sync_flushes_;  // local op -> barrier
+  uint64_t next_sync_ = 1;
+  std::vector<uint64_t> pending_sync_progress_;  // barriers whose flushes all ended
   std::vector<Outgoing> outbox_;
   std::vector<LocalDone> local_done_;
 };

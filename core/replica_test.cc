@@ -67,8 +67,15 @@ std::vector<uint8_t> CopyAt(SimNet& net, const std::string& node, uint64_t block
 // Fig. 7 with block 7 holding 'o' (old) at the root.
 struct Fig7 {
   SimNet net;
+  int root_syncs = 0;  // how often the root made its store durable
+  Status root_sync_result;
   Fig7() {
-    net.AddRoot("A", Cfg(32002, 1));
+    ReplicaConfig root = Cfg(32002, 1);
+    root.root_sync = [this] {
+      ++root_syncs;
+      return root_sync_result;
+    };
+    net.AddRoot("A", root);
     net.AddNode("B", Cfg(32002, 2), "A", 1000ms);
     net.AddNode("C", Cfg(26924852, 3), "A", 1000ms);
     net.AddNode("D", Cfg(1, 4), "B");
@@ -514,4 +521,44 @@ TEST_CASE("concurrent reads and writes from every node form linearizable histori
   }
   CHECK(histories >= 100);
   CHECK(ops_checked >= 1500);
+}
+
+TEST_CASE("a sync barrier carries data a recall left in a proxy all the way to a synced root") {
+  Fig7 t;
+  t.Join("E");
+  t.Join("F");
+  REQUIRE(t.Write("E", 7, Fill('e')).ok());  // dirty at E, holding WRITE
+  REQUIRE(t.Read("F", 7) == Fill('e'));       // C recalls E to READ: now dirty at C
+  CHECK(t.net.copies("C")->IsDirty(7));
+  CHECK_FALSE(t.net.copies("E")->IsDirty(7));
+  CHECK(StoreBlock(t.net, 7) == Fill('o'));   // nothing reached the root
+  t.net.TakeLog();
+  // E's fsync: nothing dirty at E itself, but the barrier makes C flush.
+  uint64_t op = t.net.Act("E", [](Replica& r, Time now) { return r.SyncLocal(now); });
+  t.net.Run();
+  REQUIRE(t.net.done("E").count(op));
+  CHECK(t.net.done("E")[op].ok());
+  CHECK(t.net.TakeLog() == Log{
+      "E->C IO_REQUEST/FLUSH vol=26924852",                      // the barrier: no block
+      "C->A IO_REQUEST/FLUSH vol=32002 block=7 perm=READ data",  // C's dirty block first
+      "A->C OK_REPLY",
+      "C->A IO_REQUEST/FLUSH vol=32002",                         // then the barrier goes up
+      "A->C OK_REPLY",
+      "C->E OK_REPLY",
+  });
+  CHECK(StoreBlock(t.net, 7) == Fill('e'));
+  CHECK(t.root_syncs == 1);  // and the root synced before anyone answered
+  CHECK_FALSE(t.net.copies("C")->IsDirty(7));
+}
+
+TEST_CASE("a sync barrier fails when the root cannot make its store durable") {
+  Fig7 t;
+  t.Join("E");
+  REQUIRE(t.Write("E", 7, Fill('e')).ok());
+  t.root_sync_result = Status::IOError("disk on fire");
+  uint64_t op = t.net.Act("E", [](Replica& r, Time now) { return r.SyncLocal(now); });
+  t.net.Run();
+  REQUIRE(t.net.done("E").count(op));
+  CHECK(t.net.done("E")[op].code() == Status::Code::kIOError);  // fsync must not claim success
+  CHECK(t.root_syncs == 1);
 }

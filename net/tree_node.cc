@@ -1,7 +1,5 @@
 #include "net/tree_node.h"
 
-#include <future>
-
 #include "core/daemon.h"
 #include "core/log.h"
 
@@ -275,21 +273,8 @@ Status TreeNode::Flush(uint64_t block) {
   return RunLocal({[block](Replica& r, Time now) { return r.FlushLocal(block, Perm::kRead, now); }}, nullptr);
 }
 
-Status TreeNode::FlushAll() {
-  // Which blocks are dirty is known on the I/O thread only: ask it first.
-  std::vector<std::vector<uint8_t>> unused;
-  auto blocks = std::make_shared<std::vector<uint64_t>>();
-  std::promise<void> listed;
-  asio::post(io_, [this, blocks, &listed] {
-    *blocks = data_->DirtyBlocks();
-    listed.set_value();
-  });
-  if (listed.get_future().wait_for(opts_.io_timeout) != std::future_status::ready)
-    return Status::TimedOut("node did not answer");
-  std::vector<Starter> starts;
-  for (uint64_t b : *blocks)
-    starts.push_back([b](Replica& r, Time now) { return r.FlushLocal(b, Perm::kRead, now); });
-  return RunLocal(std::move(starts), &unused);
+Status TreeNode::Sync() {
+  return RunLocal({[](Replica& r, Time now) { return r.SyncLocal(now); }}, nullptr);
 }
 
 Status TreeNode::RunBatch(std::vector<BlockOp>* ops) {

@@ -67,8 +67,10 @@ class TreeNode {
   // Sends the block's data (if this node holds it dirty) to the root,
   // keeping a READ copy.
   Status Flush(uint64_t block);
-  // Flushes every block held dirty here.
-  Status FlushAll();
+  // A sync barrier (Replica::SyncLocal): returns once everything written
+  // through this node, and whatever recalls moved into its ancestors, is
+  // durable in the root's store.
+  Status Sync();
 
   // One local operation of a batch: a read of `block` (data empty), or a
   // write of `data` at `offset` within it.

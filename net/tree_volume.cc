@@ -79,8 +79,10 @@ Status TreeVolume::Write(uint64_t offset, std::span<const std::byte> in, size_t*
 }
 
 Status TreeVolume::Flush() {
-  Status st = node_->FlushAll();                // this node's dirty blocks, to the root
-  if (st.ok() && backing_) st = backing_->Flush();  // the root: its cache, to the image
+  // The barrier: this node's dirty blocks and whatever recalls moved into
+  // its ancestors reach the root, whose own store is synced (on the root,
+  // its Volume's Flush is the Replica's root_sync).
+  Status st = node_->Sync();
   if (st.ok()) ++flushes_;
   else ++errors_;
   return st;

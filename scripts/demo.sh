@@ -1,8 +1,9 @@
 #!/bin/bash
-# The live demo: installs what is needed, builds vshare, creates an image,
-# serves it from a root node, puts ext4 on it through a loop mount, writes
-# files, and shows the node's stats. Everything it mounts or starts is undone
-# on exit. (Children under the root arrive with the tree work; see README.)
+# The live demo: installs what is needed, builds vshare, and on loopback
+# runs a root node serving a disk image and a child node joined below it.
+# On the child it puts ext4 on the shared image through a loop mount and
+# writes files; the root then sees them, and both nodes' stats are shown.
+# Everything it mounts or starts is undone on exit.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/install-deps.sh
@@ -10,45 +11,68 @@ bash scripts/build.sh build >/dev/null
 V=$PWD/build/vshare
 
 work=$(mktemp -d /tmp/vshare-demo.XXXXXX)
-pid=""
 cleanup() {
   set +e
-  mountpoint -q "$work/fs" && umount "$work/fs"
-  if mountpoint -q "$work/root"; then "$V" umount "$work/root" >/dev/null 2>&1 || umount -l "$work/root"; fi
-  [ -n "$pid" ] && kill "$pid" 2>/dev/null && wait "$pid" 2>/dev/null
+  for m in "$work/fs-root" "$work/fs-child"; do
+    awk -v p="$m" '$2 == p {f=1} END {exit !f}' /proc/mounts && umount "$m"
+  done
+  for m in "$work/child" "$work/root"; do
+    if awk -v p="$m" '$2 == p {f=1} END {exit !f}' /proc/mounts; then
+      "$V" umount "$m" >/dev/null 2>&1 || umount -l "$m"
+    fi
+  done
   rm -rf "$work"
 }
 trap cleanup EXIT
-mkdir -p "$work/root" "$work/fs"
+mkdir -p "$work/root" "$work/child" "$work/fs-child" "$work/fs-root"
 
 step() { printf '\n\033[1m$ %s\033[0m\n' "$*"; }
+port_of() { python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["tree"]["listen_port"])' "$1/.vshare/stats"; }
 
 step vshare create "$work/disk.img" --size 256M
 "$V" create "$work/disk.img" --size 256M
-step vshare mount "$work/root" --export demo="$work/disk.img" --cache-size 64M
-"$V" mount "$work/root" --export demo="$work/disk.img" --cache-size 64M -f --log-file "$work/node.log" &
-pid=$!
-for _ in $(seq 100); do [ -f "$work/root/.vshare/stats" ] && break; sleep 0.1; done
-ls -l "$work/root"
-step mkfs.ext4 -q "$work/root/demo.img"
-mkfs.ext4 -q -F "$work/root/demo.img"
-step mount -o loop "$work/root/demo.img" "$work/fs"
-mount -o loop "$work/root/demo.img" "$work/fs"
-step "write 50 files of random data and a copy of /usr/share/common-licenses"
-for i in $(seq 50); do head -c $((RANDOM * 4)) /dev/urandom >"$work/fs/random$i"; done
-cp -r /usr/share/common-licenses "$work/fs/"
-sync -f "$work/fs"
-df -h "$work/fs" | tail -1
-step umount "$work/fs"
-umount "$work/fs"
-step vshare stats "$work/root"
-"$V" stats "$work/root"
-step vshare umount "$work/root"
+
+step "vshare mount $work/root --export demo=$work/disk.img --listen 127.0.0.1:0    # the root"
+"$V" mount "$work/root" --export demo="$work/disk.img" --listen 127.0.0.1:0 --log-file "$work/root.log"
+port=$(port_of "$work/root")
+echo "root serving children on 127.0.0.1:$port"
+
+step "vshare mount $work/child --parent 127.0.0.1:$port --volume demo    # a child on loopback"
+"$V" mount "$work/child" --parent "127.0.0.1:$port" --volume demo --log-file "$work/child.log"
+ls -l "$work/child"
+
+step "mkfs.ext4 -q $work/child/demo.img && mount -o loop $work/child/demo.img $work/fs-child"
+mkfs.ext4 -q -F "$work/child/demo.img"
+mount -o loop "$work/child/demo.img" "$work/fs-child"
+
+step "write 50 files of random data and a copy of /usr/share/common-licenses, on the child"
+for i in $(seq 50); do head -c $((RANDOM * 4)) /dev/urandom >"$work/fs-child/random$i"; done
+cp -r /usr/share/common-licenses "$work/fs-child/"
+(cd "$work/fs-child" && find . -type f -exec sha256sum {} + | sort -k2) >"$work/sums"
+df -h "$work/fs-child" | tail -1
+
+step "umount $work/fs-child    # the child's dirty blocks go up to the root"
+umount "$work/fs-child"
+
+step "vshare stats $work/child"
+"$V" stats "$work/child"
+
+step "mount -o loop,ro $work/root/demo.img $work/fs-root    # the root sees the child's files"
+mount -o loop,ro "$work/root/demo.img" "$work/fs-root"
+(cd "$work/fs-root" && find . -type f -exec sha256sum {} + | sort -k2) >"$work/sums-root"
+if cmp -s "$work/sums" "$work/sums-root"; then
+  echo "all $(wc -l <"$work/sums") files match, byte for byte"
+else
+  echo "MISMATCH between child and root"; exit 1
+fi
+umount "$work/fs-root"
+
+step "vshare stats $work/root --json | (tree)"
+"$V" stats --json "$work/root" | python3 -c 'import json,sys; d=json.load(sys.stdin); print(json.dumps({"role": d["node"]["role"], "tree": d["tree"]}, indent=2))'
+
+step "vshare umount $work/child && vshare umount $work/root"
+"$V" umount "$work/child"
 "$V" umount "$work/root"
-wait "$pid" 2>/dev/null || true
-pid=""
-step e2fsck -fn "$work/disk.img"
+
+step "e2fsck -fn $work/disk.img    # the root's image file"
 e2fsck -fn "$work/disk.img" | tail -1
-echo
-echo "node log:"
-cat "$work/node.log"

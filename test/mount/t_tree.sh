@@ -12,17 +12,18 @@ begin tree
 
 img=$WORK/backing.img
 "$VSHARE" create "$img" --size 64M >/dev/null
-start_node "$WORK/root" --export vol="$img" --listen 127.0.0.1:0 || exit 1
+# No periodic write-back anywhere: data moves only as the protocol moves it.
+start_node "$WORK/root" --export vol="$img" --listen 127.0.0.1:0 --flush-interval 0 || exit 1
 root_port=$(stat_of "$WORK/root" tree.listen_port)
 check "the root listens (port $root_port)" [ "$root_port" -gt 0 ]
 
-"$VSHARE" serve --parent "127.0.0.1:$root_port" --volume vol --listen 127.0.0.1:0 -f \
+"$VSHARE" serve --parent "127.0.0.1:$root_port" --volume vol --listen 127.0.0.1:0 -f --flush-interval 0 \
   --port-file "$WORK/proxy.port" --log-file "$WORK/node-proxy.log" &
 NODE_PID[serve:proxy]=$!
 check "the proxy comes up" wait_for "[ -s '$WORK/proxy.port' ]" 10
 proxy_port=$(cat "$WORK/proxy.port")
-start_node "$WORK/a" --parent "127.0.0.1:$proxy_port" --volume vol --io-timeout 10 || exit 1
-start_node "$WORK/b" --parent "127.0.0.1:$proxy_port" --volume vol --io-timeout 10 || exit 1
+start_node "$WORK/a" --parent "127.0.0.1:$proxy_port" --volume vol --io-timeout 10 --flush-interval 0 || exit 1
+start_node "$WORK/b" --parent "127.0.0.1:$proxy_port" --volume vol --io-timeout 10 --flush-interval 0 || exit 1
 check "the leaves see a 64 MiB vol.img" [ "$(stat -c %s "$WORK/a/vol.img")" = 67108864 ]
 check "a leaf's role is leaf" [ "$(stat_of "$WORK/a" node.role)" = leaf ]
 
@@ -42,6 +43,15 @@ dd if="$WORK/new" of="$WORK/a/vol.img" bs=64K conv=notrunc status=none
 check "leaf b reads a's new bytes" cmp -s "$WORK/new" <(head -c 65536 "$WORK/b/vol.img")
 check "the root reads a's new bytes" cmp -s "$WORK/new" <(head -c 65536 "$WORK/root/vol.img")
 check "the root sent invalidations" [ "$(stat_of "$WORK/root" tree.calls_to_children)" -gt 0 ]
+
+# fsync on a leaf after a sibling's read moved its dirty block into the
+# proxy: the barrier still brings it to the root's image file.
+head -c 4096 /dev/urandom >"$WORK/synced"
+dd if="$WORK/synced" of="$WORK/a/vol.img" bs=4K seek=1000 conv=notrunc status=none
+check "leaf b reads it (the proxy now holds it dirty)" cmp -s "$WORK/synced" <(tail -c +$((1000 * 4096 + 1)) "$WORK/b/vol.img" | head -c 4096)
+check "before a's fsync the root's image does not have it" bash -c "! cmp -s '$WORK/synced' <(tail -c +$((1000 * 4096 + 1)) '$img' | head -c 4096)"
+check "fsync on leaf a succeeds" python3 -c "import os; fd = os.open('$WORK/a/vol.img', os.O_RDWR); os.fsync(fd)"
+check "after it the root's image file holds the block" cmp -s "$WORK/synced" <(tail -c +$((1000 * 4096 + 1)) "$img" | head -c 4096)
 
 # 3. Handoff through ext4.
 check "mkfs.ext4 on leaf a" mkfs.ext4 -q -F "$WORK/a/vol.img"
