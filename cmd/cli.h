@@ -9,6 +9,8 @@
 #include <string>
 #include <vector>
 
+#include "core/replica.h"
+
 namespace vshare::cli {
 
 using Args = std::vector<std::string>;
@@ -21,6 +23,15 @@ int Ctl(const Args& args);
 int Umount(const Args& args);
 
 // Shared plumbing for the subcommands.
+
+// 1 to 64 of A-Z a-z 0-9 . _ -, not starting with '.' or '-': safe as a
+// file name and never hidden.
+bool ValidVolumeName(const std::string& name);
+// A fresh identity for this node's share of volume `name`: a volume ID of
+// its own for its children, and an originator address for loop detection.
+ReplicaConfig NewReplicaConfig(const std::string& name);
+// `path` made absolute against the current directory (a daemon runs in /).
+std::string AbsolutePath(const std::string& path);
 int Fail(const std::string& sub, const std::string& why);        // prints, returns 1
 int UsageError(const std::string& sub, const std::string& why);  // prints, returns 2
 

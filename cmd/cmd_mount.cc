@@ -75,27 +75,6 @@ std::string RealPath(const std::string& p, int* err) {
   return s;
 }
 
-// 1 to 64 of A-Z a-z 0-9 . _ -, not starting with '.' or '-': safe as a
-// file name and never hidden.
-bool ValidVolumeName(const std::string& name) {
-  if (name.empty() || name.size() > 64 || name[0] == '.' || name[0] == '-') return false;
-  for (char c : name)
-    if (!std::isalnum(static_cast<unsigned char>(c)) && c != '.' && c != '_' && c != '-') return false;
-  return true;
-}
-
-// A fresh identity for this node's share of a volume: a volume ID of its
-// own for its children, and an originator address for loop detection.
-ReplicaConfig NewReplicaConfig(const std::string& name) {
-  std::random_device rd;
-  ReplicaConfig cfg;
-  cfg.volume_name = name;
-  cfg.volume_id = rd() | 1;  // never 0
-  cfg.self[10] = cfg.self[11] = 0xff;
-  for (int i = 12; i < 16; ++i) cfg.self[i] = static_cast<uint8_t>(rd());
-  return cfg;
-}
-
 struct Export {
   std::string name;
   std::string path;  // absolute

@@ -4,7 +4,6 @@
 #include <signal.h>
 
 #include <iostream>
-#include <random>
 
 #include "cmd/cli.h"
 #include "core/block_data.h"
@@ -32,12 +31,15 @@ int Serve(const Args& args) {
   if (!cl.Parse(args, &rc)) return rc;
   for (const char* needed : {"parent", "volume", "listen"})
     if (!cl.Has(needed)) return UsageError(sub, std::string("missing --") + needed);
+  if (!ValidVolumeName(cl.Get<std::string>("volume")))
+    return UsageError(sub, "--volume '" + cl.Get<std::string>("volume") +
+                               "': volume name must be 1-64 of A-Z a-z 0-9 . _ - and not start with '.' or '-'");
   const double io_timeout = cl.Get<double>("io-timeout");
   if (!(cl.Get<double>("flush-interval") >= 0) || cl.Get<double>("flush-interval") > 86400)
     return UsageError(sub, "--flush-interval must be from 0 to 86400 seconds");
   if (!(io_timeout >= 0.1) || io_timeout > 3600) return UsageError(sub, "--io-timeout must be from 0.1 to 3600 seconds");
   if (cl.Has("log-file")) {
-    const std::string path = cl.Get<std::string>("log-file");
+    const std::string path = AbsolutePath(cl.Get<std::string>("log-file"));
     if (path.empty() || !SetLogSink(LogSink::kFile, path)) return Fail(sub, "cannot open log file '" + path + "'");
   }
 
@@ -45,12 +47,7 @@ int Serve(const Args& args) {
   opts.parent = cl.Get<std::string>("parent");
   opts.listen = cl.Get<std::string>("listen");
   opts.io_timeout = std::chrono::milliseconds(static_cast<int64_t>(io_timeout * 1000));
-  std::random_device rd;
-  ReplicaConfig cfg;
-  cfg.volume_name = cl.Get<std::string>("volume");
-  cfg.volume_id = rd() | 1;
-  cfg.self[10] = cfg.self[11] = 0xff;
-  for (int i = 12; i < 16; ++i) cfg.self[i] = static_cast<uint8_t>(rd());
+  ReplicaConfig cfg = NewReplicaConfig(cl.Get<std::string>("volume"));
   MapBlockData copies;
   net::TreeNode node(opts, cfg, &copies);
 
@@ -60,7 +57,8 @@ int Serve(const Args& args) {
   for (int s : {SIGTERM, SIGINT, SIGHUP, SIGQUIT}) sigaddset(&stop, s);
   pthread_sigmask(SIG_BLOCK, &stop, nullptr);
 
-  const std::string port_file = cl.Has("port-file") ? cl.Get<std::string>("port-file") : "";
+  // Made absolute now: the background process runs in /.
+  const std::string port_file = cl.Has("port-file") ? AbsolutePath(cl.Get<std::string>("port-file")) : "";
   auto start = [&]() -> Status {
     if (!cl.Has("foreground") && !cl.Has("log-file")) SetLogSink(LogSink::kSyslog);
     Status st = node.Start();

@@ -14,6 +14,7 @@
 #include <iomanip>
 #include <iostream>
 #include <nlohmann/json.hpp>
+#include <random>
 #include <sstream>
 #include <thread>
 
@@ -24,6 +25,30 @@ namespace po = boost::program_options;
 using nlohmann::json;
 
 namespace vshare::cli {
+
+bool ValidVolumeName(const std::string& name) {
+  if (name.empty() || name.size() > 64 || name[0] == '.' || name[0] == '-') return false;
+  for (char c : name)
+    if (!std::isalnum(static_cast<unsigned char>(c)) && c != '.' && c != '_' && c != '-') return false;
+  return true;
+}
+
+ReplicaConfig NewReplicaConfig(const std::string& name) {
+  std::random_device rd;
+  ReplicaConfig cfg;
+  cfg.volume_name = name;
+  cfg.volume_id = rd() | 1;  // never 0
+  cfg.self[10] = cfg.self[11] = 0xff;
+  for (int i = 12; i < 16; ++i) cfg.self[i] = static_cast<uint8_t>(rd());
+  return cfg;
+}
+
+std::string AbsolutePath(const std::string& path) {
+  if (path.empty() || path.front() == '/') return path;
+  char cwd[4096];
+  if (!getcwd(cwd, sizeof cwd)) return path;
+  return std::string(cwd) + "/" + path;
+}
 
 int Fail(const std::string& sub, const std::string& why) {
   std::cerr << "vshare " << sub << ": " << why << "\n";

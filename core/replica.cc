@@ -240,24 +240,28 @@ void Replica::HandleChildMessage(LinkId child, const Message& m, Time now) {
 void Replica::HandleConnect(LinkId child, const Message& m, Time) {
   if (!m.volume_name) return SendToChild(child, ErrorReply(m.xid, WireStatus::kBadParamValue, ParamType::kVolumeName));
   if (*m.volume_name != cfg_.volume_name) return SendToChild(child, ErrorReply(m.xid, WireStatus::kNoSuchVolume));
+  // Our own join came back round: the parent chain is a cycle.
+  if (m.originator == cfg_.self) return SendToChild(child, ErrorReply(m.xid, WireStatus::kLoopDetected));
   if (connected_) return ReplyConnect(child, m.xid);
+  if (m.hops_left == 0) return SendToChild(child, ErrorReply(m.xid, WireStatus::kLoopDetected));
   // Example One, step 2: learn the volume from our own parent first.
   waiting_connects_.push_back({child, m.xid});
-  ConnectUpward();
+  ConnectUpward(m.originator, static_cast<uint8_t>(m.hops_left - 1));
 }
 
 void Replica::Start(Time) {
-  if (!connected_) ConnectUpward();
+  if (!connected_) ConnectUpward(cfg_.self, cfg_.max_hops);
 }
 
-void Replica::ConnectUpward() {
+void Replica::ConnectUpward(const Originator& originator, uint8_t hops) {
   if (connecting_ || connected_ || cfg_.is_root) return;
   connecting_ = true;
   Message up;
   up.opcode = Opcode::kConnect;
   up.volume_name = cfg_.volume_name;
   up.protocol_version = kCurrentProtocolVersion;
-  up.originator = cfg_.self;
+  up.originator = originator;
+  up.hops_left = hops;
   CallParent(std::move(up), Call{CallKind::kConnect});
 }
 
@@ -713,8 +717,10 @@ void Replica::HandleReply(uint64_t call_id, const Status& st, const Message& rep
       if (reply.block_size) cfg_.block_size = *reply.block_size;
       if (reply.hb_ttl_ms) cfg_.hb_ttl_ms = *reply.hb_ttl_ms;  // passed down unchanged
     } else {
-      LogWarning("volume " + cfg_.volume_name + ": CONNECT to the parent failed: " +
-                 (st.ok() ? Describe(reply) : st.ToString()));
+      connect_error_ = !st.ok() ? st.message()
+                       : reply.status ? std::string("the parent answered ") + WireStatusName(*reply.status)
+                                      : "the parent refused";
+      LogWarning("volume " + cfg_.volume_name + ": CONNECT to the parent failed: " + connect_error_);
     }
     if (connected_) {  // requests made while connecting may go now
       std::vector<uint64_t> blocks;

@@ -123,6 +123,8 @@ class Replica {
 
   bool connected() const { return connected_; }
   bool connecting() const { return connecting_; }
+  // Why the last attempt to join failed (empty while none has).
+  const std::string& connect_error() const { return connect_error_; }
   uint32_t parent_volume_id() const { return parent_volume_id_; }
   BlockState StateOf(uint64_t block) const;
   // The permission this node may use on `block` at `now` (TTL applied).
@@ -182,7 +184,9 @@ class Replica {
     uint64_t xid;
   };
 
-  void ConnectUpward();
+  // Joins upward, for `originator` (ourselves, or the child whose CONNECT
+  // made us need the volume) with `hops` left.
+  void ConnectUpward(const Originator& originator, uint8_t hops);
   void HandleChildMessage(LinkId child, const Message& m, Time now);
   void HandleParentMessage(const Message& m, Time now);
   void HandleReply(uint64_t call_id, const Status& st, const Message& reply, Time now);
@@ -224,6 +228,7 @@ class Replica {
   BlockData* data_;
   bool connected_;
   bool connecting_ = false;
+  std::string connect_error_;
   uint32_t parent_volume_id_ = 0;
   std::vector<PendingConnect> waiting_connects_;
   std::unordered_map<uint64_t, BlockState> states_;

@@ -562,3 +562,53 @@ TEST_CASE("a sync barrier fails when the root cannot make its store durable") {
   CHECK(t.net.done("E")[op].code() == Status::Code::kIOError);  // fsync must not claim success
   CHECK(t.root_syncs == 1);
 }
+
+TEST_CASE("a join that comes back round a cycle of parents is refused with LOOP_DETECTED") {
+  // B has no volume yet and is asked by child link 1 on behalf of X.
+  ReplicaConfig cfg = Cfg(7, 2);
+  MapBlockData copies;
+  Replica b(cfg, &copies);
+  Message connect;
+  connect.opcode = Opcode::kConnect;
+  connect.volume_name = "volume_X";
+  connect.hops_left = 5;
+  connect.originator[15] = 99;  // X
+  connect.xid = 1;
+  b.OnChildMessage(1, connect, Time{});
+  auto out = b.TakeOutbox();
+  REQUIRE(out.size() == 1);
+  CHECK(out[0].to_parent);
+  CHECK(out[0].msg.opcode == Opcode::kConnect);
+  CHECK(out[0].msg.originator[15] == 99);  // on X's behalf
+  CHECK(out[0].msg.hops_left == 4);        // one hop spent
+
+  // B's own join, arriving back at B through the cycle.
+  Replica b2(cfg, &copies);
+  connect.originator = cfg.self;
+  b2.OnChildMessage(1, connect, Time{});
+  out = b2.TakeOutbox();
+  REQUIRE(out.size() == 1);
+  CHECK(*out[0].msg.status == WireStatus::kLoopDetected);
+
+  // Out of hops: refused rather than passed on.
+  Replica b3(cfg, &copies);
+  connect.originator[15] = 99;
+  connect.hops_left = 0;
+  b3.OnChildMessage(1, connect, Time{});
+  out = b3.TakeOutbox();
+  REQUIRE(out.size() == 1);
+  CHECK(*out[0].msg.status == WireStatus::kLoopDetected);
+
+  // And the failure reaches whoever started the join.
+  Replica c(Cfg(8, 3), &copies);
+  c.Start(Time{});
+  out = c.TakeOutbox();
+  REQUIRE(out.size() == 1);
+  Message refused;
+  refused.opcode = Opcode::kErrReply;
+  refused.status = WireStatus::kLoopDetected;
+  c.OnReply(out[0].call_id, Status::Ok(), refused, Time{});
+  CHECK_FALSE(c.connected());
+  CHECK_FALSE(c.connecting());
+  CHECK(c.connect_error().find("LOOP_DETECTED") != std::string::npos);
+}

@@ -48,20 +48,28 @@ Status TreeNode::Start() {
     if (!ec) acceptor_.listen(asio::socket_base::max_listen_connections, ec);
     if (ec) return Status::Busy("cannot listen on " + opts_.listen + ": " + ec.message());
     port_ = acceptor_.local_endpoint().port();
-    asio::co_spawn(io_, AcceptLoop(), asio::detached);
   }
   {
     TerminationSignalsBlocked blocked;  // signals are for the main thread
     thread_ = std::thread([this] { io_.run(); });
   }
-  if (opts_.parent.empty()) return Status::Ok();
-
+  // Children are accepted only once this node serves the volume itself:
+  // until then they wait in the listen backlog. (Accepting earlier let a
+  // child's CONNECT start an upward join before our parent link existed.)
+  auto accept_children = [this] {
+    if (acceptor_.is_open()) asio::co_spawn(io_, AcceptLoop(), asio::detached);
+  };
+  if (opts_.parent.empty()) {
+    accept_children();
+    return Status::Ok();
+  }
   auto joined = std::make_shared<Waiter>();
   asio::co_spawn(io_, ConnectParent(joined), asio::detached);
   std::unique_lock lock(joined->mu);
   if (!joined->cv.wait_for(lock, opts_.io_timeout, [&] { return joined->done; }))
     return Status::TimedOut("no answer from parent " + opts_.parent + " within " +
                             std::to_string(opts_.io_timeout.count()) + " ms");
+  if (joined->status.ok()) accept_children();
   return joined->status;
 }
 
@@ -142,16 +150,24 @@ asio::awaitable<void> TreeNode::ConnectParent(std::shared_ptr<Waiter> joined) {
     co_return;
   }
   tcp::socket socket(io_);
-  // The caller's wait bounds this too; the timer makes sure the attempt ends.
-  asio::steady_timer deadline(io_, opts_.io_timeout);
-  deadline.async_wait([&socket](boost::system::error_code e) {
-    if (!e) socket.close();
-  });
-  co_await asio::async_connect(socket, eps, asio::redirect_error(asio::use_awaitable, ec));
-  deadline.cancel();
-  if (ec) {
-    fail(Status::IOError("cannot connect to parent " + opts_.parent + ": " + ec.message()));
-    co_return;
+  // A parent that is still starting refuses connections for a moment: try
+  // again every 200 ms until io_timeout. The timer ends a hanging attempt.
+  const auto give_up = std::chrono::steady_clock::now() + opts_.io_timeout;
+  for (;;) {
+    asio::steady_timer deadline(io_, give_up);
+    deadline.async_wait([&socket](boost::system::error_code e) {
+      if (!e) socket.close();
+    });
+    co_await asio::async_connect(socket, eps, asio::redirect_error(asio::use_awaitable, ec));
+    deadline.cancel();
+    if (!ec) break;
+    if (std::chrono::steady_clock::now() + std::chrono::milliseconds(200) >= give_up) {
+      fail(Status::IOError("cannot connect to parent " + opts_.parent + ": " + ec.message()));
+      co_return;
+    }
+    asio::steady_timer pause(io_, std::chrono::milliseconds(200));
+    co_await pause.async_wait(asio::use_awaitable);
+    socket = tcp::socket(io_);
   }
   parent_ = Connection::Start(
       std::move(socket),
@@ -189,9 +205,12 @@ void TreeNode::Drain() {
       join_waiter_.reset();
       std::lock_guard lock(w->mu);
       w->done = true;
+      const std::string& why = replica_.connect_error();
       w->status = replica_.connected() ? Status::Ok()
-                                       : Status::NotFound("parent " + opts_.parent + " does not serve volume " +
-                                                          replica_.config().volume_name);
+                  : why.find("NO_SUCH_VOLUME") != std::string::npos
+                      ? Status::NotFound("parent " + opts_.parent + " does not serve volume " + replica_.config().volume_name)
+                      : Status::IOError("cannot join volume " + replica_.config().volume_name + " at " + opts_.parent +
+                                        ": " + why);
       w->cv.notify_all();
     }
   }

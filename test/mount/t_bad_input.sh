@@ -46,6 +46,7 @@ expect_fail "a parent nobody listens on" 1 "cannot connect to parent 127.0.0.1:1
 check "and nothing stays mounted after it" bash -c "! awk -v p='$mp' '\$2 == p {f=1} END {exit !f}' /proc/mounts"
 expect_fail "a malformed listen address" 1 "bad listen address 'nonsense'" "$VSHARE" mount "$mp" --export v="$img" --listen nonsense
 expect_fail "serve without --listen" 2 "missing --listen" "$VSHARE" serve --parent 127.0.0.1:1 --volume v
+expect_fail "serve with a bad volume name" 2 "volume name must be" "$VSHARE" serve --parent 127.0.0.1:1 --volume ../v --listen 127.0.0.1:0
 expect_fail "serve below a parent nobody listens on" 1 "cannot connect to parent" "$VSHARE" serve --parent 127.0.0.1:1 --volume v --listen 127.0.0.1:0 --io-timeout 3
 
 # mount: mountpoints
