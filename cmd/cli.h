@@ -20,6 +20,7 @@ int Mount(const Args& args);
 int Serve(const Args& args);
 int Stats(const Args& args);
 int Ctl(const Args& args);
+int ShowStatus(const Args& args);
 int Umount(const Args& args);
 
 // Shared plumbing for the subcommands.

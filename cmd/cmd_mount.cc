@@ -258,6 +258,7 @@ int Mount(const Args& args) {
       t.calls_to_parent = c.calls_to_parent;
       t.calls_to_children = c.calls_to_children;
       t.local_timeouts = c.local_timeouts;
+      t.child_addresses = tv->node().child_addresses();
       return t;
     });
   }

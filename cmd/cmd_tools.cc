@@ -279,6 +279,40 @@ int Ctl(const Args& args) {
   return SendControl(cl.sub(), cl.Get<std::string>("mountpoint"), cmd);
 }
 
+int ShowStatus(const Args& args) {
+  CommandLine cl("status", "usage: vshare status MOUNTPOINT");
+  cl.Positional("mountpoint", "a mounted node");
+  int rc;
+  if (!cl.Parse(args, &rc)) return rc;
+  const std::string mp = cl.Get<std::string>("mountpoint");
+  json s;
+  std::string why;
+  if (!ReadStats(mp, &s, &why)) return Fail(cl.sub(), why);
+  const json& n = s["node"];
+  std::cout << mp << ": " << n.value("role", "?") << " node, pid " << n.value("pid", 0) << "\n";
+  std::cout << "  volumes:  ";
+  bool first = true;
+  for (auto& [name, v] : s["volumes"].items()) {
+    std::cout << (first ? "" : ", ") << name << ".img (" << FormatSize(v["size"]) << ")";
+    first = false;
+  }
+  std::cout << "\n";
+  if (!s.contains("tree") || !s["tree"].is_object()) {
+    std::cout << "  tree:     none (a root serving only this host; --listen serves children)\n";
+    return 0;
+  }
+  const json& t = s["tree"];
+  const std::string parent = t.value("parent", "");
+  std::cout << "  parent:   " << (parent.empty() ? "none (this is the root)" : parent) << "\n";
+  const int port = t.value("listen_port", 0);
+  std::cout << "  serving:  " << (port > 0 ? "children on port " + std::to_string(port) : std::string("no children (no --listen)")) << "\n";
+  const json& kids = t.contains("child_addresses") ? t["child_addresses"] : json::array();
+  std::cout << "  children: " << kids.size();
+  for (size_t i = 0; i < kids.size(); ++i) std::cout << (i == 0 ? " (connected from " : ", ") << kids[i].get<std::string>();
+  std::cout << (kids.empty() ? "" : ")") << "\n";
+  return 0;
+}
+
 int Umount(const Args& args) {
   const std::string sub = "umount";
   CommandLine cl(sub, "usage: vshare umount MOUNTPOINT [--timeout SECONDS]");

@@ -20,6 +20,7 @@ void PrintUsage(FILE* out) {
                "  serve --parent HOST:PORT --volume NAME --listen HOST:PORT\n"
                "                               a proxy without a mount\n"
                "  stats MOUNTPOINT [--json]    show a mounted node's counters\n"
+               "  status MOUNTPOINT            show where a node sits in the tree\n"
                "  ctl MOUNTPOINT COMMAND       send a control command (flush, drop-cache, reset-stats)\n"
                "  umount MOUNTPOINT            write back every dirty block, then unmount\n"
                "\n"
@@ -42,6 +43,7 @@ int main(int argc, char** argv) {
     if (cmd == "serve") return vshare::cli::Serve(args);
     if (cmd == "stats") return vshare::cli::Stats(args);
     if (cmd == "ctl") return vshare::cli::Ctl(args);
+    if (cmd == "status") return vshare::cli::ShowStatus(args);
     if (cmd == "umount" || cmd == "unmount") return vshare::cli::Umount(args);
     if (cmd == "--version" || cmd == "version") {
       std::printf("vshare %s\n", VSHARE_VERSION);

@@ -26,6 +26,7 @@ struct TreeStats {
   uint64_t calls_to_parent = 0;
   uint64_t calls_to_children = 0;
   uint64_t local_timeouts = 0;
+  std::vector<std::string> child_addresses;  // where each child connects from
 };
 
 class Node {

@@ -64,7 +64,8 @@ nlohmann::json NodeStatsJson(const Node& node, const NodeStatsContext& ctx) {
             {"requests_served", t->requests_served},
             {"calls_to_parent", t->calls_to_parent},
             {"calls_to_children", t->calls_to_children},
-            {"local_timeouts", t->local_timeouts}};
+            {"local_timeouts", t->local_timeouts},
+            {"child_addresses", t->child_addresses}};
   }
   return {
       {"tree", tree},

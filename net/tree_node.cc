@@ -121,12 +121,14 @@ asio::awaitable<void> TreeNode::AcceptLoop() {
           {
             std::lock_guard lock(counters_mu_);
             counters_.children = children_.size();
+            child_addresses_.erase(link);
           }
           Drain();
         });
     children_[link] = conn;
     std::lock_guard lock(counters_mu_);
     counters_.children = children_.size();
+    child_addresses_[link] = conn->peer();
   }
 }
 
@@ -318,6 +320,13 @@ Status TreeNode::RunBatch(std::vector<BlockOp>* ops) {
 
 uint64_t TreeNode::volume_size() const { return replica_.config().volume_size; }
 uint32_t TreeNode::block_size() const { return replica_.config().block_size; }
+
+std::vector<std::string> TreeNode::child_addresses() const {
+  std::lock_guard lock(counters_mu_);
+  std::vector<std::string> out;
+  for (const auto& [link, addr] : child_addresses_) out.push_back(addr);
+  return out;
+}
 
 TreeNodeCounters TreeNode::counters() const {
   std::lock_guard lock(counters_mu_);

@@ -85,6 +85,8 @@ class TreeNode {
   Status RunBatch(std::vector<BlockOp>* ops);
 
   TreeNodeCounters counters() const;
+  // Where each connected child connects from (HOST:PORT), for status.
+  std::vector<std::string> child_addresses() const;
 
  private:
   struct Waiter {
@@ -123,6 +125,7 @@ class TreeNode {
 
   mutable std::mutex counters_mu_;
   TreeNodeCounters counters_;  // guarded by counters_mu_
+  std::map<LinkId, std::string> child_addresses_;  // guarded by counters_mu_
 };
 
 }  // namespace vshare::net

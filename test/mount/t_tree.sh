@@ -25,6 +25,9 @@ proxy_port=$(cat "$WORK/proxy.port")
 start_node "$WORK/a" --parent "127.0.0.1:$proxy_port" --volume vol --io-timeout 10 --flush-interval 0 || exit 1
 start_node "$WORK/b" --parent "127.0.0.1:$proxy_port" --volume vol --io-timeout 10 --flush-interval 0 || exit 1
 check "the leaves see a 64 MiB vol.img" [ "$(stat -c %s "$WORK/a/vol.img")" = 67108864 ]
+check "status on a leaf names its parent" bash -c "'$VSHARE' status '$WORK/a' | grep -q 'parent:   127.0.0.1:$proxy_port'"
+check "status on the root lists its one child" bash -c "'$VSHARE' status '$WORK/root' | grep -qE 'children: 1 \(connected from 127.0.0.1:[0-9]+\)'"
+check "status on the root says it is the root" bash -c "'$VSHARE' status '$WORK/root' | grep -q 'none (this is the root)'"
 check "a leaf's role is leaf" [ "$(stat_of "$WORK/a" node.role)" = leaf ]
 
 # 1. Fan-out.
