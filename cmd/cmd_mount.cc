@@ -92,6 +92,7 @@ int Mount(const Args& args) {
       ("volume", po::value<std::string>(), "with --parent: the volume to join, shown as MOUNTPOINT/NAME.img")
       ("listen,l", po::value<std::string>(), "HOST:PORT to serve children on (port 0 picks one; see stats)")
       ("io-timeout", po::value<double>()->default_value(30), "seconds any wait on the network may take before the I/O fails with EIO")
+      ("write-mode", po::value<std::string>()->default_value("async"), "async: writes complete here and go up on flush; sync: a write returns once the root has it on disk")
       ("cache-size", po::value<std::string>()->default_value("128M"), "memory for the block cache, shared among the volumes")
       ("cache-ways", po::value<unsigned>()->default_value(8), "associativity of the cache (blocks per set)")
       ("cache-hash", po::value<std::string>()->default_value("modulo"), "how blocks map to sets: modulo or mix")
@@ -111,6 +112,12 @@ int Mount(const Args& args) {
     return UsageError(sub, "nothing to serve: give --export NAME=IMAGE (a root) or --parent HOST:PORT --volume NAME (a child)");
   if (!child && cl.Has("listen") && cl.Get<std::vector<std::string>>("export").size() != 1)
     return UsageError(sub, "--listen serves one volume per node for now: give a single --export");
+  const std::string write_mode = cl.Get<std::string>("write-mode");
+  if (write_mode == "semi-sync")
+    return UsageError(sub, "--write-mode semi-sync is not implemented yet (use sync or async)");
+  if (write_mode != "sync" && write_mode != "async")
+    return UsageError(sub, "--write-mode must be sync or async, not '" + write_mode + "'");
+  const bool sync_writes = write_mode == "sync";
   const double io_timeout = cl.Get<double>("io-timeout");
   if (!(io_timeout >= 0.1) || io_timeout > 3600) return UsageError(sub, "--io-timeout must be from 0.1 to 3600 seconds");
   if (child && !ValidVolumeName(cl.Get<std::string>("volume")))
@@ -198,12 +205,14 @@ int Mount(const Args& args) {
   const bool in_tree = child || cl.Has("listen");
   Node node(!child ? "root" : cl.Has("listen") ? "proxy" : "leaf");
   std::vector<net::TreeVolume*> tree_volumes;
+  node.set_write_mode(write_mode);
 
   if (child) {
     const std::string name = cl.Get<std::string>("volume");
     auto data = std::make_unique<MapBlockData>();
     auto tree = std::make_unique<net::TreeNode>(tree_opts, NewReplicaConfig(name), data.get());
     auto tv = std::make_unique<net::TreeVolume>(name, nullptr, std::move(data), std::move(tree));
+    tv->set_sync_writes(sync_writes);
     tree_volumes.push_back(tv.get());
     node.AddVolume(std::move(tv));
   }
@@ -224,6 +233,7 @@ int Mount(const Args& args) {
     const uint64_t size = store->size();
     auto volume = std::make_unique<Volume>(e.name, std::move(store), geo);
     if (!in_tree) {
+      volume->set_sync_writes(sync_writes);
       node.AddVolume(std::move(volume));
       continue;
     }
@@ -236,6 +246,7 @@ int Mount(const Args& args) {
     auto data = std::make_unique<VolumeBlockData>(volume.get());
     auto tree = std::make_unique<net::TreeNode>(tree_opts, cfg, data.get());
     auto tv = std::make_unique<net::TreeVolume>(e.name, std::move(volume), std::move(data), std::move(tree));
+    tv->set_sync_writes(sync_writes);
     tree_volumes.push_back(tv.get());
     node.AddVolume(std::move(tv));
   }

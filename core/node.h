@@ -38,6 +38,8 @@ class Node {
   VolumeIo* FindVolume(const std::string& name) const;
 
   const std::string& role() const { return role_; }
+  void set_write_mode(std::string m) { write_mode_ = std::move(m); }
+  const std::string& write_mode() const { return write_mode_; }
   // Set once, before serving, on nodes in a tree.
   void SetTreeStats(std::function<TreeStats()> f) { tree_stats_ = std::move(f); }
   std::optional<TreeStats> tree_stats() const {
@@ -57,6 +59,7 @@ class Node {
 
  private:
   const std::string role_;
+  std::string write_mode_ = "async";
   const std::chrono::steady_clock::time_point started_;
   std::vector<std::unique_ptr<VolumeIo>> volumes_;
   std::function<TreeStats()> tree_stats_;

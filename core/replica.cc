@@ -169,7 +169,7 @@ void Replica::SyncProgress(uint64_t id, Time now) {
   CallParent(std::move(up), c);
 }
 
-void Replica::FinishSync(uint64_t id, const Status& st) {
+void Replica::FinishSync(uint64_t id, Status st) {  // by value: it may live in syncs_
   SyncOp s = syncs_.at(id);
   syncs_.erase(id);
   if (s.from == kLocal) {
@@ -589,9 +589,22 @@ bool Replica::AdvanceFlush(uint64_t block, Job& j, Time now) {
       Finish(j, r);
       return true;
     }
-    if (j.from == kLocal && Held(block, now) != Perm::kWrite) {
-      Fail(j, WireStatus::kBusy, "no WRITE permission to flush block " + std::to_string(block));
-      return true;
+    if (j.from == kLocal) {
+      // Nothing newer here than upstream any more (a recall took it up
+      // since the flush was asked for): done.
+      if (!data_->IsDirty(block)) {
+        Finish(j, ReplyFor(0));
+        return true;
+      }
+      if (Held(block, now) != Perm::kWrite) {
+        Fail(j, WireStatus::kBusy, "no WRITE permission to flush block " + std::to_string(block));
+        return true;
+      }
+      // The bytes as they are now: writes queued ahead of this flush have
+      // been applied since it was asked for.
+      std::vector<uint8_t> bytes;
+      data_->Get(block, &bytes);
+      j.data = std::move(bytes);
     }
     data_->Put(block, *j.data, /*dirty=*/!cfg_.is_root);
     BlockState& st = State(block);
@@ -625,7 +638,10 @@ bool Replica::AdvanceFlush(uint64_t block, Job& j, Time now) {
     return true;
   }
   BlockState& st = State(block);
-  st.held = j.want;
+  // The parent may leave us less than we asked to keep (a flush it found
+  // stale, because a recall had already taken our data).
+  st.held = up.permissions ? std::min(j.want, FromWire(up.permissions, Perm::kNone)) : j.want;
+  j.want = st.held;
   if (up.ttl_ms) expiry_[block] = j.sent + std::chrono::milliseconds(*up.ttl_ms);
   if (j.want == Perm::kNone) {
     data_->Drop(block);

@@ -205,7 +205,7 @@ class Replica {
   void SyncProgress(uint64_t id, Time now);
   void RunSyncProgress(Time now);
   uint64_t FlushLocalAs(uint64_t op, uint64_t block, Perm keep, Time now);
-  void FinishSync(uint64_t id, const Status& st);
+  void FinishSync(uint64_t id, Status st);
   // Every local completion goes through here: those of a barrier's own
   // flushes count down the barrier instead of going out.
   void CompleteLocal(uint64_t op, Status st, std::vector<uint8_t> data = {});

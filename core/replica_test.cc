@@ -466,6 +466,7 @@ TEST_CASE("concurrent reads and writes from every node form linearizable histori
     t.net.on_done = [&](const std::string& node, const LocalDone& d) {
       Pending p;
       auto it = pending.find({node, d.op});
+      if (it == pending.end() && !starting) return;  // a sync's completion
       if (it != pending.end()) {
         p = it->second;
         pending.erase(it);
@@ -486,12 +487,19 @@ TEST_CASE("concurrent reads and writes from every node form linearizable histori
       history[p.block].push_back(op);
     };
     int next_value = 1;
+    std::vector<std::pair<std::string, uint64_t>> syncs;
     for (int round = 0; round < 12; ++round) {
       // Start 2 to 5 operations at once on random nodes, then let them race.
       int n = 2 + static_cast<int>(rng() % 4);
       for (int k = 0; k < n; ++k) {
         const std::string& who = actors[rng() % actors.size()];
         uint64_t block = rng() % 2 ? 7 : 9;
+        if (rng() % 5 == 0) {  // a sync barrier in the mix: it must not change any value
+          uint64_t op = t.net.Act(who, [&](Replica& r, Time now) { return r.SyncLocal(now); });
+          syncs.push_back({who, op});
+          t.net.Run(rng() % 6);
+          continue;
+        }
         bool is_write = rng() % 2;
         std::string value = is_write ? "v" + std::to_string(next_value++) : "";
         starting = Pending{who, block, is_write, value, secs()};
@@ -508,6 +516,11 @@ TEST_CASE("concurrent reads and writes from every node form linearizable histori
       t.net.Run();
       REQUIRE(pending.empty());
       t.net.Advance(std::chrono::milliseconds(rng() % 3000));
+    }
+    for (const auto& [node, op] : syncs) {
+      CAPTURE(node);
+      REQUIRE(t.net.done(node).count(op));
+      CHECK(t.net.done(node)[op].ok());  // a sync never fails in a healthy tree
     }
     // Initial contents: block 7 holds 'o' * 4096, block 9 zeros.
     for (auto& [block, ops] : history) {
@@ -611,4 +624,68 @@ TEST_CASE("a join that comes back round a cycle of parents is refused with LOOP_
   CHECK_FALSE(c.connected());
   CHECK_FALSE(c.connecting());
   CHECK(c.connect_error().find("LOOP_DETECTED") != std::string::npos);
+}
+
+TEST_CASE("a flush sends the block as it is when it runs, not as it was when it was asked for") {
+  Fig7 t;
+  t.Join("E");
+  t.Join("F");
+  t.Join("B");
+  t.Join("D");
+  REQUIRE(t.Write("E", 7, Fill('a')).ok());
+  REQUIRE(t.Read("F", 7) == Fill('a'));  // C recalls E: 'a' is dirty at C, E and F hold READ
+  REQUIRE(t.net.copies("C")->IsDirty(7));
+  // At C, at the same instant: a local write (which must first invalidate
+  // E's and F's copies, so it waits) and then a sync barrier, whose flush of
+  // block 7 queues behind the write.
+  uint64_t write = t.net.Act("C", [](Replica& r, Time now) { return r.WriteLocal(7, 0, Fill('c'), now); });
+  uint64_t sync = t.net.Act("C", [](Replica& r, Time now) { return r.SyncLocal(now); });
+  t.net.Run();
+  REQUIRE(t.net.done("C")[write].ok());
+  REQUIRE(t.net.done("C")[sync].ok());
+  CHECK(StoreBlock(t.net, 7) == Fill('c'));  // the flush carried the write, not the older 'a'
+  CHECK(t.Read("D", 7) == Fill('c'));        // and nobody reads 'a' again
+}
+
+TEST_CASE("a sync barrier whose block flush fails ends with that error") {
+  // D's parent is driven by hand here, so its FLUSH can fail in transport.
+  ReplicaConfig cfg = Cfg(5, 4);
+  MapBlockData copies;
+  Replica d(cfg, &copies);
+  d.Start(Time{});
+  auto out = d.TakeOutbox();
+  REQUIRE(out.size() == 1);
+  Message joined;
+  joined.opcode = Opcode::kOkReply;
+  joined.volume_id = 32002;
+  joined.volume_size = 64 * kBs;
+  joined.block_size = kBs;
+  d.OnReply(out[0].call_id, Status::Ok(), joined, Time{});
+  REQUIRE(d.connected());
+  // A write: D asks for WRITE, and the parent grants it with the block.
+  uint64_t w = d.WriteLocal(3, 0, Fill('w'), Time{});
+  out = d.TakeOutbox();
+  REQUIRE(out.size() == 1);
+  Message grant;
+  grant.opcode = Opcode::kOkReply;
+  grant.permissions = WirePerm::kWrite;
+  grant.ttl_ms = 60000;
+  grant.data = Fill('o');
+  d.OnReply(out[0].call_id, Status::Ok(), grant, Time{});
+  auto done = d.TakeLocalDone();
+  REQUIRE(done.size() == 1);
+  REQUIRE(done[0].op == w);
+  REQUIRE(copies.IsDirty(3));
+  // The barrier's flush of block 3 fails in transport.
+  uint64_t s = d.SyncLocal(Time{});
+  out = d.TakeOutbox();
+  REQUIRE(out.size() == 1);
+  CHECK(*out[0].msg.io_op == IoOp::kFlush);
+  d.OnReply(out[0].call_id, Status::IOError("connection to the parent is closed"), {}, Time{});
+  done = d.TakeLocalDone();
+  REQUIRE(done.size() == 1);
+  CHECK(done[0].op == s);
+  CHECK(done[0].status.code() == Status::Code::kIOError);  // fsync reports it
+  CHECK(d.TakeOutbox().empty());                             // and sends no barrier up
+  CHECK(copies.IsDirty(3));                                  // the data is still here
 }

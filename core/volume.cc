@@ -141,6 +141,10 @@ Status Volume::Write(uint64_t offset, std::span<const std::byte> in, size_t* don
     *done += n;
   }
   if (*done > 0) st = Status::Ok();
+  if (st.ok() && *done > 0 && sync_writes_) {
+    st = Flush();
+    if (!st.ok()) *done = 0;  // not acknowledged: it is not durable
+  }
   Record(false, start, *done, st);
   return st;
 }

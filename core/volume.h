@@ -51,6 +51,8 @@ class Volume final : public VolumeIo {
   Status Flush() override;
   // Flushes, then empties the cache of clean blocks.
   Status DropCache() override;
+  // Sync mode: every Write is followed by a Flush before it returns.
+  void set_sync_writes(bool on) { sync_writes_ = on; }
 
   VolumeStats stats() const override;
   void ResetStats() override;
@@ -66,6 +68,7 @@ class Volume final : public VolumeIo {
               const Status& st);
 
   const std::string name_;
+  bool sync_writes_ = false;
   std::unique_ptr<BlockStore> store_;
   BlockCache cache_;
   BlockTable table_;

@@ -76,6 +76,7 @@ nlohmann::json NodeStatsJson(const Node& node, const NodeStatsContext& ctx) {
         {"mountpoint", ctx.mountpoint},
         {"uptime_s", node.uptime_seconds()},
         {"flush_interval_s", ctx.flush_interval_s},
+        {"write_mode", node.write_mode()},
         {"dirty_blocks", node.DirtyBlocks()}}},
       {"volumes", volumes},
       {"last_error", node.last_error()},

@@ -73,6 +73,7 @@ Status TreeVolume::Write(uint64_t offset, std::span<const std::byte> in, size_t*
     pos += n;
   }
   Status st = node_->RunBatch(&ops);
+  if (st.ok() && sync_writes_) st = node_->Sync();
   if (st.ok()) *done = end - offset;
   Record(false, start, *done, st);
   return st;

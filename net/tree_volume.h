@@ -27,6 +27,9 @@ class TreeVolume final : public VolumeIo {
   ~TreeVolume() override;
 
   Status Start() { return node_->Start(); }
+  // Sync mode: a write returns only when the root has it durably (the write,
+  // then a sync barrier). Otherwise writes are write-back (async).
+  void set_sync_writes(bool on) { sync_writes_ = on; }
   TreeNode& node() { return *node_; }
 
   const std::string& name() const override { return name_; }
@@ -51,6 +54,7 @@ class TreeVolume final : public VolumeIo {
   std::unique_ptr<TreeNode> node_;    // stopped first
   std::atomic<uint64_t> reads_{0}, writes_{0}, bytes_read_{0}, bytes_written_{0};
   std::atomic<uint64_t> read_ns_{0}, write_ns_{0}, flushes_{0}, errors_{0};
+  bool sync_writes_ = false;
 };
 
 }  // namespace vshare::net
