@@ -24,8 +24,9 @@ STOP_TIMEOUT=10    # seconds to wait for a process to leave after unmount
 
 JOBS=(randread seqread seqwrite)
 
-log() { printf '[bench] %s\n' "$*" >&2; }
-die() { printf '[bench] error: %s\n' "$*" >&2; exit 1; }
+BENCH_TAG=bench
+# shellcheck source=bench/lib.sh
+. "$SCRIPT_DIR/lib.sh"
 
 # ---------------------------------------------------------------- checks ---
 
@@ -37,35 +38,6 @@ VSHARE=$(cd "$(dirname "$VSHARE")" && pwd)/$(basename "$VSHARE")
 
 # ------------------------------------------------------------- packages ---
 
-# command -> Debian package that provides it
-ensure_packages() {
-  local -A provider=(
-    [fio]=fio
-    [nbdkit]=nbdkit
-    [nbdfuse]=libnbd-bin
-    [fusermount3]=fuse3
-    [python3]=python3
-    [findmnt]=util-linux
-  )
-  local cmd missing=()
-  for cmd in "${!provider[@]}"; do
-    command -v "$cmd" >/dev/null 2>&1 || missing+=("${provider[$cmd]}")
-  done
-  if ((${#missing[@]})); then
-    log "installing missing packages: ${missing[*]}"
-    apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
-  fi
-  # The file plugin ships inside the nbdkit package on Debian 12; some
-  # releases split plugins out, so look for a separate package if needed.
-  if ! nbdkit file --version >/dev/null 2>&1; then
-    if apt-cache show nbdkit-plugin-file >/dev/null 2>&1; then
-      log "installing nbdkit-plugin-file"
-      DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nbdkit-plugin-file >/dev/null
-    fi
-    nbdkit file --version >/dev/null 2>&1 || die "the nbdkit file plugin is not usable ('nbdkit file --version' fails)"
-  fi
-}
 ensure_packages
 
 SIZE_BYTES=$(numfmt --from=iec "${BENCH_SIZE%B}" 2>/dev/null) || die "cannot parse BENCH_SIZE='$BENCH_SIZE' (use e.g. 256M, 1G)"
@@ -79,31 +51,6 @@ WORK=""
 TMPFS_DIR="" VS_MNT="" NBD_MNT="" NBD_SOCK=""
 VSHARE_PID="" NBDKIT_PID="" NBDFUSE_PID=""
 
-is_mounted() { [[ -n $1 ]] && findmnt -rn -M "$1" >/dev/null 2>&1; }
-
-# stop_pid PID NAME: wait (bounded) for PID to leave, then TERM, then KILL.
-stop_pid() {
-  local pid=$1 name=$2 i
-  [[ -n $pid ]] || return 0
-  for ((i = 0; i < STOP_TIMEOUT * 10; i++)); do
-    kill -0 "$pid" 2>/dev/null || break
-    sleep 0.1
-  done
-  if kill -0 "$pid" 2>/dev/null; then
-    log "$name (pid $pid) still running; sending TERM"
-    kill -TERM "$pid" 2>/dev/null || true
-    for ((i = 0; i < 30; i++)); do
-      kill -0 "$pid" 2>/dev/null || break
-      sleep 0.1
-    done
-  fi
-  if kill -0 "$pid" 2>/dev/null; then
-    log "$name (pid $pid) ignored TERM; sending KILL"
-    kill -KILL "$pid" 2>/dev/null || true
-  fi
-  wait "$pid" 2>/dev/null || true
-}
-
 unmount_vshare() {
   if is_mounted "$VS_MNT"; then
     timeout 90 "$VSHARE" umount "$VS_MNT" --timeout 60 >>"$LOGS/vshare-umount.log" 2>&1 \
@@ -111,19 +58,6 @@ unmount_vshare() {
   fi
   stop_pid "$VSHARE_PID" vshare
   VSHARE_PID=""
-}
-
-unmount_nbdfuse() {
-  if is_mounted "$NBD_MNT"; then
-    fusermount3 -u -z "$NBD_MNT" 2>/dev/null || umount -l "$NBD_MNT" 2>/dev/null || true
-  fi
-  stop_pid "$NBDFUSE_PID" nbdfuse
-  NBDFUSE_PID=""
-  if [[ -n $NBDKIT_PID ]]; then
-    kill -TERM "$NBDKIT_PID" 2>/dev/null || true
-    stop_pid "$NBDKIT_PID" nbdkit
-    NBDKIT_PID=""
-  fi
 }
 
 cleanup() {
@@ -167,23 +101,6 @@ log "creating a ${SIZE_MIB} MiB image on tmpfs and filling it from /dev/urandom"
 "$VSHARE" create "$IMAGE" --size "${SIZE_MIB}M" >"$LOGS/create.log" 2>&1 \
   || die "vshare create failed: $(cat "$LOGS/create.log")"
 dd if=/dev/urandom of="$IMAGE" bs=1M count="$SIZE_MIB" conv=notrunc,fsync status=none
-
-# wait_until TIMEOUT PID NAME CMD...: poll CMD every 0.1 s; fail if PID dies
-# or TIMEOUT seconds pass.
-wait_until() {
-  local timeout=$1 pid=$2 name=$3 i
-  shift 3
-  for ((i = 0; i < timeout * 10; i++)); do
-    "$@" && return 0
-    if [[ -n $pid ]] && ! kill -0 "$pid" 2>/dev/null; then
-      log "$name exited before it was ready"
-      return 1
-    fi
-    sleep 0.1
-  done
-  log "$name not ready after ${timeout} s"
-  return 1
-}
 
 # -------------------------------------------------------------- fio jobs ---
 

@@ -40,8 +40,9 @@ STOP_TIMEOUT=10    # seconds for a process to leave after its unmount
 IO_TIMEOUT=20      # --io-timeout of every node: no read waits forever
 JOB_SLACK=120      # seconds a fio or dd run may exceed its expected length
 
-log() { printf '[tree] %s\n' "$*" >&2; }
-die() { printf '[tree] error: %s\n' "$*" >&2; exit 1; }
+BENCH_TAG=tree
+# shellcheck source=bench/lib.sh
+. "$SCRIPT_DIR/lib.sh"
 
 # ---------------------------------------------------------------- checks ---
 
@@ -58,34 +59,6 @@ done
 
 # ------------------------------------------------------------- packages ---
 
-# command -> Debian package that provides it; apt-get runs only if one is
-# missing.
-ensure_packages() {
-  local -A provider=(
-    [fio]=fio
-    [nbdkit]=nbdkit
-    [nbdfuse]=libnbd-bin
-    [fusermount3]=fuse3
-    [python3]=python3
-    [findmnt]=util-linux
-  )
-  local cmd missing=()
-  for cmd in "${!provider[@]}"; do
-    command -v "$cmd" >/dev/null 2>&1 || missing+=("${provider[$cmd]}")
-  done
-  if ((${#missing[@]})); then
-    log "installing missing packages: ${missing[*]}"
-    apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
-  fi
-  if ! nbdkit file --version >/dev/null 2>&1; then
-    if apt-cache show nbdkit-plugin-file >/dev/null 2>&1; then
-      log "installing nbdkit-plugin-file"
-      DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nbdkit-plugin-file >/dev/null
-    fi
-    nbdkit file --version >/dev/null 2>&1 || die "the nbdkit file plugin is not usable ('nbdkit file --version' fails)"
-  fi
-}
 ensure_packages
 
 # to_mib VAR VALUE MIN: parse a size into whole MiB, at least MIN.
@@ -112,31 +85,6 @@ NBDKIT_PID="" NBDFUSE_PID=""
 NODE_NAMES=() NODE_MNTS=() NODE_PIDS=()
 # Background dd readers of part 2, so an interrupted run can stop them.
 READER_PIDS=()
-
-is_mounted() { [[ -n $1 ]] && findmnt -rn -M "$1" >/dev/null 2>&1; }
-
-# stop_pid PID NAME: wait (bounded) for PID to leave, then TERM, then KILL.
-stop_pid() {
-  local pid=$1 name=$2 i
-  [[ -n $pid ]] || return 0
-  for ((i = 0; i < STOP_TIMEOUT * 10; i++)); do
-    kill -0 "$pid" 2>/dev/null || break
-    sleep 0.1
-  done
-  if kill -0 "$pid" 2>/dev/null; then
-    log "$name (pid $pid) still running; sending TERM"
-    kill -TERM "$pid" 2>/dev/null || true
-    for ((i = 0; i < 30; i++)); do
-      kill -0 "$pid" 2>/dev/null || break
-      sleep 0.1
-    done
-  fi
-  if kill -0 "$pid" 2>/dev/null; then
-    log "$name (pid $pid) ignored TERM; sending KILL"
-    kill -KILL "$pid" 2>/dev/null || true
-  fi
-  wait "$pid" 2>/dev/null || true
-}
 
 # stop_nodes: take the tree down leaves first, the root last. Mounted nodes
 # get `vshare umount` (lazy unmount if that fails); a proxy gets TERM.
@@ -169,19 +117,6 @@ stop_readers() {
     stop_pid "$pid" dd
   done
   READER_PIDS=()
-}
-
-unmount_nbdfuse() {
-  if is_mounted "$NBD_MNT"; then
-    fusermount3 -u -z "$NBD_MNT" 2>/dev/null || umount -l "$NBD_MNT" 2>/dev/null || true
-  fi
-  stop_pid "$NBDFUSE_PID" nbdfuse
-  NBDFUSE_PID=""
-  if [[ -n $NBDKIT_PID ]]; then
-    kill -TERM "$NBDKIT_PID" 2>/dev/null || true
-    stop_pid "$NBDKIT_PID" nbdkit
-    NBDKIT_PID=""
-  fi
 }
 
 cleanup() {
@@ -226,23 +161,6 @@ log "creating a ${SIZE_MIB} MiB image on tmpfs and filling it from /dev/urandom"
 "$VSHARE" create "$IMAGE" --size "${SIZE_MIB}M" >"$LOGS/create.log" 2>&1 \
   || die "vshare create failed: $(cat "$LOGS/create.log")"
 dd if=/dev/urandom of="$IMAGE" bs=1M count="$SIZE_MIB" conv=notrunc,fsync status=none
-
-# wait_until TIMEOUT PID NAME CMD...: poll CMD every 0.1 s; fail if PID dies
-# or TIMEOUT seconds pass.
-wait_until() {
-  local timeout=$1 pid=$2 name=$3 i
-  shift 3
-  for ((i = 0; i < timeout * 10; i++)); do
-    "$@" && return 0
-    if [[ -n $pid ]] && ! kill -0 "$pid" 2>/dev/null; then
-      log "$name exited before it was ready (see its log)"
-      return 1
-    fi
-    sleep 0.1
-  done
-  log "$name not ready after ${timeout} s"
-  return 1
-}
 
 # stat_get MOUNTPOINT FIELD.PATH: one value from the node's stats JSON.
 stat_get() {

@@ -178,7 +178,8 @@ asio::awaitable<void> TreeNode::ConnectParent(std::shared_ptr<Waiter> joined) {
         Drain();
       },
       [this](const std::shared_ptr<Connection>&, const Status& why) {
-        LogWarning("connection to parent " + opts_.parent + " lost: " + why.message());
+        if (stopped_) LogInfo("connection to parent " + opts_.parent + " closed: " + why.message());
+        else LogWarning("connection to parent " + opts_.parent + " lost: " + why.message());
       });
   join_waiter_ = joined;
   replica_.Start(Now());

@@ -11,6 +11,7 @@
 // BlockData given to it).
 #pragma once
 
+#include <atomic>
 #include <boost/asio.hpp>
 #include <chrono>
 #include <condition_variable>
@@ -114,7 +115,7 @@ class TreeNode {
   tcp::acceptor acceptor_;
   std::thread thread_;
   uint16_t port_ = 0;
-  bool stopped_ = false;
+  std::atomic<bool> stopped_{false};
 
   // I/O thread only.
   std::shared_ptr<Connection> parent_;
