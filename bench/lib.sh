@@ -60,6 +60,26 @@ stop_pid() {
   wait "$pid" 2>/dev/null || true
 }
 
+# Serves $IMAGE with nbdkit's file plugin on $NBD_SOCK and mounts it with
+# nbdfuse on $NBD_MNT (the image appears as $NBD_MNT/nbd); logs go to $LOGS.
+# Sets NBDKIT_PID and NBDFUSE_PID. On failure records it in FAILURES and
+# returns 1; unmount_nbdfuse undoes either way.
+mount_nbdfuse() {
+  nbdkit --exit-with-parent -f -U "$NBD_SOCK" -P "$WORK/nbdkit.pid" \
+    file "file=$IMAGE" >"$LOGS/nbdkit.log" 2>&1 &
+  NBDKIT_PID=$!
+  if ! wait_until "$READY_TIMEOUT" "$NBDKIT_PID" nbdkit test -S "$NBD_SOCK"; then
+    FAILURES+=("nbdkit/start")
+    return 1
+  fi
+  nbdfuse -P "$WORK/nbdfuse.pid" "$NBD_MNT" --unix "$NBD_SOCK" >"$LOGS/nbdfuse.log" 2>&1 &
+  NBDFUSE_PID=$!
+  if ! wait_until "$READY_TIMEOUT" "$NBDFUSE_PID" nbdfuse test -s "$WORK/nbdfuse.pid"; then
+    FAILURES+=("nbdfuse/mount")
+    return 1
+  fi
+}
+
 unmount_nbdfuse() {
   if is_mounted "$NBD_MNT"; then
     fusermount3 -u -z "$NBD_MNT" 2>/dev/null || umount -l "$NBD_MNT" 2>/dev/null || true

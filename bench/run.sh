@@ -164,19 +164,8 @@ fi
 
 # c. nbdkit's file plugin on a unix socket, exposed by nbdfuse.
 log "target nbdfuse: nbdkit on $NBD_SOCK, nbdfuse on $NBD_MNT"
-nbdkit --exit-with-parent -f -U "$NBD_SOCK" -P "$WORK/nbdkit.pid" \
-  file "file=$IMAGE" >"$LOGS/nbdkit.log" 2>&1 &
-NBDKIT_PID=$!
-if wait_until "$READY_TIMEOUT" "$NBDKIT_PID" nbdkit test -S "$NBD_SOCK"; then
-  nbdfuse -P "$WORK/nbdfuse.pid" "$NBD_MNT" --unix "$NBD_SOCK" >"$LOGS/nbdfuse.log" 2>&1 &
-  NBDFUSE_PID=$!
-  if wait_until "$READY_TIMEOUT" "$NBDFUSE_PID" nbdfuse test -s "$WORK/nbdfuse.pid"; then
-    run_all_jobs nbdfuse "$NBD_MNT/nbd"
-  else
-    FAILURES+=("nbdfuse/mount")
-  fi
-else
-  FAILURES+=("nbdkit/start")
+if mount_nbdfuse; then
+  run_all_jobs nbdfuse "$NBD_MNT/nbd"
 fi
 unmount_nbdfuse
 

@@ -300,20 +300,9 @@ fi
 stop_nodes
 
 log "  nbdkit on $NBD_SOCK, nbdfuse on $NBD_MNT"
-nbdkit --exit-with-parent -f -U "$NBD_SOCK" -P "$WORK/nbdkit.pid" \
-  file "file=$IMAGE" >"$LOGS/nbdkit.log" 2>&1 &
-NBDKIT_PID=$!
-if wait_until "$READY_TIMEOUT" "$NBDKIT_PID" nbdkit test -S "$NBD_SOCK"; then
-  nbdfuse -P "$WORK/nbdfuse.pid" "$NBD_MNT" --unix "$NBD_SOCK" >"$LOGS/nbdfuse.log" 2>&1 &
-  NBDFUSE_PID=$!
-  if wait_until "$READY_TIMEOUT" "$NBDFUSE_PID" nbdfuse test -s "$WORK/nbdfuse.pid"; then
-    run_fio nbdfuse randread timed "$NBD_MNT/nbd"
-    run_fio nbdfuse seqread timed "$NBD_MNT/nbd"
-  else
-    FAILURES+=("nbdfuse/mount")
-  fi
-else
-  FAILURES+=("nbdkit/start")
+if mount_nbdfuse; then
+  run_fio nbdfuse randread timed "$NBD_MNT/nbd"
+  run_fio nbdfuse seqread timed "$NBD_MNT/nbd"
 fi
 unmount_nbdfuse
 
