@@ -270,8 +270,9 @@ int Mount(const Args& args) {
       t.calls_to_children = c.calls_to_children;
       t.local_timeouts = c.local_timeouts;
       t.child_addresses = tv->node().child_addresses();
+      t.traffic = tv->node().traffic();
       return t;
-    });
+    }, [tv] { tv->node().ResetTraffic(); });
   }
   return ServeMount(node, opts);
 }

@@ -166,6 +166,22 @@ std::string Num(const json& j) {
   return j.dump();
 }
 
+// "GET 3, FLUSH 1", or "none".
+std::string Counts(const json& by_kind) {
+  std::string out;
+  for (auto& [kind, n] : by_kind.items()) out += (out.empty() ? "" : ", ") + kind + " " + n.dump();
+  return out.empty() ? "none" : out;
+}
+
+void PrintTraffic(const json& t) {
+  std::cout << "  requests sent: " << Counts(t["sent"]) << "; served: " << Counts(t["served"]) << "\n"
+            << "  invalidations: " << Num(t["invalidations_sent"]) << " sent, " << Num(t["invalidations_received"])
+            << " received; data: " << FormatSize(t["bytes_from_parent"]) << " from the parent, "
+            << FormatSize(t["bytes_to_parent"]) << " to it, " << FormatSize(t["bytes_to_children"])
+            << " to children, " << FormatSize(t["bytes_from_children"]) << " from them\n"
+            << "  errors sent: " << Counts(t["errors_sent"]) << "; received: " << Counts(t["errors_received"]) << "\n";
+}
+
 void PrintTable(const json& s) {
   const json& n = s["node"];
   std::cout << "node: " << n.value("role", "?") << ", pid " << n.value("pid", 0) << ", up "
@@ -175,8 +191,8 @@ void PrintTable(const json& s) {
     std::string parent = t.value("parent", "");
     std::cout << "tree: " << (parent.empty() ? "root" : "below " + parent);
     if (t.value("listen_port", 0) > 0) std::cout << ", serving children on port " << t.value("listen_port", 0);
-    std::cout << ", " << t.value("children", 0) << " children, " << t.value("requests_served", 0)
-              << " requests served, " << t.value("calls_to_children", 0) << " invalidations sent\n";
+    std::cout << ", " << t.value("children", 0) << " children\n";
+    if (t.contains("traffic")) PrintTraffic(t["traffic"]);
   }
   std::string err = s.value("last_error", "");
   std::cout << "last error: " << (err.empty() ? "none" : err) << "\n\n";

@@ -34,6 +34,7 @@ Status Node::DropCacheAll() {
 
 void Node::ResetStats() {
   for (const auto& v : volumes_) v->ResetStats();
+  if (tree_reset_) tree_reset_();
   std::lock_guard lock(mu_);
   last_error_.clear();
 }

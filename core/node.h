@@ -13,6 +13,7 @@
 #include <string>
 #include <vector>
 
+#include "core/traffic.h"
 #include "core/volume_io.h"
 
 namespace vshare {
@@ -27,6 +28,8 @@ struct TreeStats {
   uint64_t calls_to_children = 0;
   uint64_t local_timeouts = 0;
   std::vector<std::string> child_addresses;  // where each child connects from
+  std::string lease;  // the writer lease held here: "none", "shared" or "exclusive"
+  TrafficSnapshot traffic;
 };
 
 class Node {
@@ -40,8 +43,12 @@ class Node {
   const std::string& role() const { return role_; }
   void set_write_mode(std::string m) { write_mode_ = std::move(m); }
   const std::string& write_mode() const { return write_mode_; }
-  // Set once, before serving, on nodes in a tree.
-  void SetTreeStats(std::function<TreeStats()> f) { tree_stats_ = std::move(f); }
+  // Set once, before serving, on nodes in a tree: where the stats come
+  // from, and how reset-stats clears the counters among them.
+  void SetTreeStats(std::function<TreeStats()> f, std::function<void()> reset) {
+    tree_stats_ = std::move(f);
+    tree_reset_ = std::move(reset);
+  }
   std::optional<TreeStats> tree_stats() const {
     return tree_stats_ ? std::optional<TreeStats>(tree_stats_()) : std::nullopt;
   }
@@ -63,6 +70,7 @@ class Node {
   const std::chrono::steady_clock::time_point started_;
   std::vector<std::unique_ptr<VolumeIo>> volumes_;
   std::function<TreeStats()> tree_stats_;
+  std::function<void()> tree_reset_;
   mutable std::mutex mu_;
   std::string last_error_;  // guarded by mu_
 };

@@ -51,6 +51,20 @@ nlohmann::json VolumeJson(const VolumeIo& v) {
   };
 }
 
+nlohmann::json TrafficJson(const TrafficSnapshot& t) {
+  return {{"sent", t.sent},
+          {"served", t.served},
+          {"invalidations_sent", t.invalidations_sent},
+          {"invalidations_received", t.invalidations_received},
+          {"pushes_received", t.pushes_received},
+          {"bytes_from_parent", t.bytes_from_parent},
+          {"bytes_to_parent", t.bytes_to_parent},
+          {"bytes_from_children", t.bytes_from_children},
+          {"bytes_to_children", t.bytes_to_children},
+          {"errors_sent", t.errors_sent},
+          {"errors_received", t.errors_received}};
+}
+
 }  // namespace
 
 nlohmann::json NodeStatsJson(const Node& node, const NodeStatsContext& ctx) {
@@ -65,7 +79,8 @@ nlohmann::json NodeStatsJson(const Node& node, const NodeStatsContext& ctx) {
             {"calls_to_parent", t->calls_to_parent},
             {"calls_to_children", t->calls_to_children},
             {"local_timeouts", t->local_timeouts},
-            {"child_addresses", t->child_addresses}};
+            {"child_addresses", t->child_addresses},
+            {"traffic", TrafficJson(t->traffic)}};
   }
   return {
       {"tree", tree},

@@ -107,6 +107,7 @@ asio::awaitable<void> TreeNode::AcceptLoop() {
     auto conn = Connection::Start(
         std::move(socket),
         [this, link](const std::shared_ptr<Connection>&, Message m) {
+          traffic_.FromChild(m);
           if (m.opcode == Opcode::kIoRequest) {
             std::lock_guard lock(counters_mu_);
             ++counters_.requests_served;
@@ -174,6 +175,7 @@ asio::awaitable<void> TreeNode::ConnectParent(std::shared_ptr<Waiter> joined) {
   parent_ = Connection::Start(
       std::move(socket),
       [this](const std::shared_ptr<Connection>&, Message m) {
+        traffic_.FromParent(m);
         replica_.OnParentMessage(m, Now());
         Drain();
       },
@@ -226,6 +228,8 @@ void TreeNode::Route(Outgoing o) {
   } else if (auto it = children_.find(o.child); it != children_.end()) {
     conn = it->second;
   }
+  if (conn && o.to_parent) traffic_.ToParent(o.msg);
+  if (conn && !o.to_parent) traffic_.ToChild(o.msg);
   if (o.kind == Outgoing::Kind::kSend) {
     if (conn) conn->Send(o.msg);
     return;
@@ -245,7 +249,10 @@ void TreeNode::Route(Outgoing o) {
   }
   // The reply is handled as it is read, in order with the requests on the
   // same connection (see net/connection.h).
-  conn->CallAsync(std::move(o.msg), opts_.io_timeout, [this, call_id](CallResult r) {
+  conn->CallAsync(std::move(o.msg), opts_.io_timeout, [this, call_id, to_parent = o.to_parent](CallResult r) {
+    if (!r.status.ok()) traffic_.CallFailed();
+    else if (to_parent) traffic_.FromParent(r.reply);
+    else traffic_.FromChild(r.reply);
     replica_.OnReply(call_id, r.status, r.reply, Now());
     Drain();
   });

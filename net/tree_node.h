@@ -22,6 +22,7 @@
 #include <thread>
 
 #include "core/replica.h"
+#include "core/traffic.h"
 #include "net/connection.h"
 
 namespace vshare::net {
@@ -86,6 +87,8 @@ class TreeNode {
   Status RunBatch(std::vector<BlockOp>* ops);
 
   TreeNodeCounters counters() const;
+  TrafficSnapshot traffic() const { return traffic_.Snapshot(); }
+  void ResetTraffic() { traffic_.Reset(); }
   // Where each connected child connects from (HOST:PORT), for status.
   std::vector<std::string> child_addresses() const;
 
@@ -127,6 +130,7 @@ class TreeNode {
   mutable std::mutex counters_mu_;
   TreeNodeCounters counters_;  // guarded by counters_mu_
   std::map<LinkId, std::string> child_addresses_;  // guarded by counters_mu_
+  TrafficCounters traffic_;
 };
 
 }  // namespace vshare::net

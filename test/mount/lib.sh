@@ -146,14 +146,19 @@ loop_umount() {
 }
 
 # A counter from the stats JSON, by jq-like dotted path (volumes.vol.cache.misses).
-stat_of() {
+stat_of() {  # MOUNTPOINT PATH [DEFAULT]: one value of the stats, by dotted path
   local mp=$1 path=$2
   python3 -c '
 import json, sys
 d = json.load(open(sys.argv[1]))
-for k in sys.argv[2].split("."):
-    d = d[int(k)] if isinstance(d, list) else d[k]
-print(d)' "$mp/.vshare/stats" "$path"
+try:
+    for k in sys.argv[2].split("."):
+        d = d[int(k)] if isinstance(d, list) else d[k]
+except KeyError:
+    if len(sys.argv) < 4:
+        raise
+    d = sys.argv[3]
+print(d)' "$mp/.vshare/stats" "$path" "${@:3}"
 }
 
 check() {

@@ -37,27 +37,42 @@ for l in 1 2 3 4; do
 done
 for p in "${pids[@]}"; do wait "$p"; done
 for l in 1 2 3 4; do check "leaf $l read the whole volume correctly" [ -f "$WORK/ok$l" ]; done
-rs=$(stat_of "$WORK/root" tree.requests_served)
-check "the root served at most once per direct child ($rs <= $((2 * blocks)))" [ "$rs" -le $((2 * blocks)) ]
+rs=$(stat_of "$WORK/root" tree.traffic.served.GET 0)
+rb=$(stat_of "$WORK/root" tree.traffic.bytes_to_children)
+check "the root served at most once per direct child ($rs GETs <= $((2 * blocks)))" [ "$rs" -le $((2 * blocks)) ]
+check "and sent each block's bytes at most twice ($rb bytes)" [ "$rb" -le $((2 * blocks * 4096)) ]
+check "and nothing but GETs and CONNECTs" [ "$(stat_of "$WORK/root" tree.traffic.served | tr -d " ")" = "{'CONNECT':2,'GET':$rs}" ]
 for p in 1 2; do
-  ps=$(stat_of "$WORK/p$p" tree.requests_served)
-  up=$(stat_of "$WORK/p$p" tree.calls_to_parent)
+  ps=$(stat_of "$WORK/p$p" tree.traffic.served.GET 0)
+  up=$(stat_of "$WORK/p$p" tree.traffic.sent.GET 0)
+  pb=$(stat_of "$WORK/p$p" tree.traffic.bytes_from_parent)
   check "proxy $p served at most once per child ($ps <= $((2 * blocks)))" [ "$ps" -le $((2 * blocks)) ]
-  check "proxy $p asked its parent for each block at most once ($up <= $((blocks + 2)))" [ "$up" -le $((blocks + 2)) ]
+  check "proxy $p asked its parent for each block at most once ($up <= $blocks)" [ "$up" -le $blocks ]
+  check "proxy $p got each block's bytes from the root once ($pb bytes)" [ "$pb" -eq $((blocks * 4096)) ]
 done
 
 # 2. A write under proxy 1 to blocks everyone holds.
-root_inv=$(stat_of "$WORK/root" tree.calls_to_children)
-p1_inv=$(stat_of "$WORK/p1" tree.calls_to_children)
-p2_inv=$(stat_of "$WORK/p2" tree.calls_to_children)
+root_inv=$(stat_of "$WORK/root" tree.traffic.invalidations_sent)
+p1_inv=$(stat_of "$WORK/p1" tree.traffic.invalidations_sent)
+p2_inv=$(stat_of "$WORK/p2" tree.traffic.invalidations_sent)
 head -c 65536 /dev/urandom >"$WORK/new"
 dd if="$WORK/new" of="$WORK/l1/vol.img" bs=64K seek=3 conv=notrunc status=none
 for l in 2 3 4; do
   check "leaf $l reads leaf 1's new bytes" cmp -s "$WORK/new" <(tail -c +$((3 * 65536 + 1)) "$WORK/l$l/vol.img" | head -c 65536)
 done
-check "the root invalidated the other branch" [ "$(stat_of "$WORK/root" tree.calls_to_children)" -gt "$root_inv" ]
-check "proxy 1 invalidated leaf 1's sibling" [ "$(stat_of "$WORK/p1" tree.calls_to_children)" -gt "$p1_inv" ]
-check "proxy 2 passed the invalidation down to both its leaves" [ "$(stat_of "$WORK/p2" tree.calls_to_children)" -ge $((p2_inv + 2)) ]
+check "the root invalidated the other branch" [ "$(stat_of "$WORK/root" tree.traffic.invalidations_sent)" -gt "$root_inv" ]
+check "proxy 1 invalidated leaf 1's sibling" [ "$(stat_of "$WORK/p1" tree.traffic.invalidations_sent)" -gt "$p1_inv" ]
+check "proxy 2 received the invalidations" [ "$(stat_of "$WORK/p2" tree.traffic.invalidations_received)" -ge 1 ]
+check "proxy 2 passed them down to both its leaves" [ "$(stat_of "$WORK/p2" tree.traffic.invalidations_sent)" -ge $((p2_inv + 2)) ]
+for l in 2 3 4; do
+  check "leaf $l received invalidations" [ "$(stat_of "$WORK/l$l" tree.traffic.invalidations_received)" -ge 1 ]
+done
+check "leaf 1 asked for WRITE on blocks it held (LOCK)" [ "$(stat_of "$WORK/l1" tree.traffic.sent.LOCK 0)" -ge 16 ]
+check "no node answered an error" bash -c 'for n in root p1 p2 l1 l2 l3 l4; do
+  [ "$(python3 -c "import json,sys; print(json.load(open(sys.argv[1]))[\"tree\"][\"traffic\"][\"errors_sent\"])" "'"$WORK"'/$n/.vshare/stats")" = "{}" ] || exit 1; done'
+
+check "reset-stats zeroes the traffic counters" "$VSHARE" ctl "$WORK/root" reset-stats
+check "the root's served counts are empty after it" [ "$(stat_of "$WORK/root" tree.traffic.served)" = "{}" ]
 
 for l in 1 2 3 4; do check "leaf $l unmounts" stop_node "$WORK/l$l"; done
 for p in 1 2; do check "proxy $p unmounts" stop_node "$WORK/p$p"; done
