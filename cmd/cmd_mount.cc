@@ -92,7 +92,8 @@ int Mount(const Args& args) {
       ("volume", po::value<std::string>(), "with --parent: the volume to join, shown as MOUNTPOINT/NAME.img")
       ("listen,l", po::value<std::string>(), "HOST:PORT to serve children on (port 0 picks one; see stats)")
       ("io-timeout", po::value<double>()->default_value(30), "seconds any wait on the network may take before the I/O fails with EIO")
-      ("write-mode", po::value<std::string>()->default_value("async"), "async: writes complete here and go up on flush; sync: a write returns once the root has it on disk")
+      ("write-mode", po::value<std::string>()->default_value("async"), "async: a write completes here and goes up on flush; semi-sync: once the parent holds it too; sync: once the root has it on disk")
+      ("shared-writers", "write-opens of the image take the writer lease shared: several hosts may write at once (only for cluster file systems and O_DIRECT applications; every writer must say so)")
       ("cache-size", po::value<std::string>()->default_value("128M"), "memory for the block cache, shared among the volumes")
       ("cache-ways", po::value<unsigned>()->default_value(8), "associativity of the cache (blocks per set)")
       ("cache-hash", po::value<std::string>()->default_value("modulo"), "how blocks map to sets: modulo or mix")
@@ -113,11 +114,14 @@ int Mount(const Args& args) {
   if (!child && cl.Has("listen") && cl.Get<std::vector<std::string>>("export").size() != 1)
     return UsageError(sub, "--listen serves one volume per node for now: give a single --export");
   const std::string write_mode = cl.Get<std::string>("write-mode");
-  if (write_mode == "semi-sync")
-    return UsageError(sub, "--write-mode semi-sync is not implemented yet (use sync or async)");
-  if (write_mode != "sync" && write_mode != "async")
-    return UsageError(sub, "--write-mode must be sync or async, not '" + write_mode + "'");
+  if (write_mode != "sync" && write_mode != "semi-sync" && write_mode != "async")
+    return UsageError(sub, "--write-mode must be sync, semi-sync or async, not '" + write_mode + "'");
+  if (write_mode == "semi-sync" && !child)
+    return UsageError(sub, "--write-mode semi-sync needs a parent to hold the second copy (give --parent)");
   const bool sync_writes = write_mode == "sync";
+  const auto tree_mode = sync_writes                ? net::TreeVolume::WriteMode::kSync
+                         : write_mode == "semi-sync" ? net::TreeVolume::WriteMode::kSemiSync
+                                                     : net::TreeVolume::WriteMode::kAsync;
   const double io_timeout = cl.Get<double>("io-timeout");
   if (!(io_timeout >= 0.1) || io_timeout > 3600) return UsageError(sub, "--io-timeout must be from 0.1 to 3600 seconds");
   if (child && !ValidVolumeName(cl.Get<std::string>("volume")))
@@ -206,15 +210,26 @@ int Mount(const Args& args) {
   Node node(!child ? "root" : cl.Has("listen") ? "proxy" : "leaf");
   std::vector<net::TreeVolume*> tree_volumes;
   node.set_write_mode(write_mode);
+  const bool shared_writers = cl.Has("shared-writers");
+  // What a child tells its parent in CONNECT.
+  const uint32_t join_flags = (sync_writes                 ? connect_flags::kSyncWrite
+                               : write_mode == "semi-sync" ? 0u
+                                                           : connect_flags::kAsyncWrite) |
+                              (shared_writers ? connect_flags::kSharedWriters : 0u);
+  auto add_tree_volume = [&](std::unique_ptr<net::TreeVolume> tv) {
+    tv->set_write_mode(tree_mode);
+    tv->set_shared_writers(shared_writers);
+    tree_volumes.push_back(tv.get());
+    node.AddVolume(std::move(tv));
+  };
 
   if (child) {
     const std::string name = cl.Get<std::string>("volume");
     auto data = std::make_unique<MapBlockData>();
-    auto tree = std::make_unique<net::TreeNode>(tree_opts, NewReplicaConfig(name), data.get());
-    auto tv = std::make_unique<net::TreeVolume>(name, nullptr, std::move(data), std::move(tree));
-    tv->set_sync_writes(sync_writes);
-    tree_volumes.push_back(tv.get());
-    node.AddVolume(std::move(tv));
+    ReplicaConfig cfg = NewReplicaConfig(name);
+    cfg.connect_flags = join_flags;
+    auto tree = std::make_unique<net::TreeNode>(tree_opts, cfg, data.get());
+    add_tree_volume(std::make_unique<net::TreeVolume>(name, nullptr, std::move(data), std::move(tree)));
   }
   for (const Export& e : exports) {
     uint32_t bs = kDefaultBlockSize;
@@ -245,10 +260,7 @@ int Mount(const Args& args) {
     cfg.root_sync = [v = volume.get()] { return v->Flush(); };  // a barrier ends here
     auto data = std::make_unique<VolumeBlockData>(volume.get());
     auto tree = std::make_unique<net::TreeNode>(tree_opts, cfg, data.get());
-    auto tv = std::make_unique<net::TreeVolume>(e.name, std::move(volume), std::move(data), std::move(tree));
-    tv->set_sync_writes(sync_writes);
-    tree_volumes.push_back(tv.get());
-    node.AddVolume(std::move(tv));
+    add_tree_volume(std::make_unique<net::TreeVolume>(e.name, std::move(volume), std::move(data), std::move(tree)));
   }
   if (!tree_volumes.empty()) {
     net::TreeVolume* tv = tree_volumes.front();
@@ -271,6 +283,8 @@ int Mount(const Args& args) {
       t.local_timeouts = c.local_timeouts;
       t.child_addresses = tv->node().child_addresses();
       t.traffic = tv->node().traffic();
+      static const char* kLease[] = {"none", "shared", "exclusive"};
+      t.lease = kLease[static_cast<int>(tv->node().lease())];
       return t;
     }, [tv] { tv->node().ResetTraffic(); });
   }

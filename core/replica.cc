@@ -124,12 +124,38 @@ uint64_t Replica::SyncLocal(Time now) {
   return op;
 }
 
-void Replica::StartSync(LinkId from, uint64_t reply_xid, uint64_t local_op, Time now) {
+void Replica::StartSync(LinkId from, uint64_t reply_xid, uint64_t local_op, Time now, bool drop) {
   const uint64_t id = next_sync_++;
   SyncOp& s = syncs_[id];
   s.from = from;
   s.reply_xid = reply_xid;
   s.local_op = local_op;
+  s.drop = drop;
+  s.forwarded.assign(forwarded_.begin(), forwarded_.end());
+  if (drop) {
+    // Every block held here goes back, dirty or not (a proxy's too: its
+    // children's grants are untouched, so it keeps what they need).
+    std::vector<uint64_t> held;
+    for (const auto& [block, state] : states_)
+      if (state.held > Perm::kNone || data_->IsDirty(block)) held.push_back(block);
+    s.pending = held.size();
+    std::vector<uint64_t> ops;
+    for (size_t i = 0; i < held.size(); ++i) {
+      ops.push_back(next_local_++);
+      sync_flushes_[ops.back()] = id;
+    }
+    for (size_t i = 0; i < held.size(); ++i) {
+      Job j;
+      j.local_op = ops[i];
+      j.local = LocalKind::kDrop;
+      j.hops = cfg_.max_hops;
+      j.originator = cfg_.self;
+      Enqueue(held[i], std::move(j), now);
+    }
+    RunSyncProgress(now);
+    if (syncs_.count(id) && syncs_[id].pending == 0) FinishSync(id, syncs_[id].error);
+    return;
+  }
   std::vector<uint64_t> dirty = data_->DirtyBlocks();
   std::vector<uint64_t> ops;
   for (size_t i = 0; i < dirty.size(); ++i) {
@@ -154,7 +180,7 @@ void Replica::RunSyncProgress(Time now) {
 void Replica::SyncProgress(uint64_t id, Time now) {
   SyncOp& s = syncs_.at(id);
   if (s.pending > 0 || s.sent_up) return;
-  if (!s.error.ok()) return FinishSync(id, s.error);
+  if (!s.error.ok() || s.drop) return FinishSync(id, s.error);
   if (cfg_.is_root) return FinishSync(id, cfg_.root_sync ? cfg_.root_sync() : Status::Ok());
   s.sent_up = true;
   Message up;
@@ -172,6 +198,8 @@ void Replica::SyncProgress(uint64_t id, Time now) {
 void Replica::FinishSync(uint64_t id, Status st) {  // by value: it may live in syncs_
   SyncOp s = syncs_.at(id);
   syncs_.erase(id);
+  if (st.ok() && !s.drop)  // the barrier reached the root: what we forwarded is there now
+    for (uint64_t b : s.forwarded) forwarded_.erase(b);
   if (s.from == kLocal) {
     local_done_.push_back({s.local_op, st, {}});
   } else if (st.ok()) {
@@ -201,6 +229,13 @@ void Replica::Fail(const Job& j, WireStatus st, const std::string& why) {
   SendToChild(j.from, ErrorReply(j.reply_xid, st));
 }
 
+bool Replica::SyncIfForced(uint64_t block, const Job& j) {
+  if (!(j.flags & msg_flags::kForceSync) || !cfg_.root_sync) return true;
+  Status synced = cfg_.root_sync();
+  if (!synced.ok()) Fail(j, WireStatus::kBusy, "cannot make block " + std::to_string(block) + " durable: " + synced.ToString());
+  return synced.ok();
+}
+
 // ---- Children's messages ----
 
 void Replica::OnChildMessage(LinkId child, const Message& m, Time now) {
@@ -224,6 +259,8 @@ void Replica::HandleChildMessage(LinkId child, const Message& m, Time now) {
       return HandleConnect(child, m, now);
     case Opcode::kIoRequest:
       return HandleIo(child, m, now);
+    case Opcode::kForward:
+      return HandleForward(child, m, now);
     case Opcode::kHeartbeat: {
       Message r = ReplyFor(m.xid);
       r.hb_ttl_ms = cfg_.hb_ttl_ms;
@@ -240,6 +277,10 @@ void Replica::HandleChildMessage(LinkId child, const Message& m, Time now) {
 void Replica::HandleConnect(LinkId child, const Message& m, Time) {
   if (!m.volume_name) return SendToChild(child, ErrorReply(m.xid, WireStatus::kBadParamValue, ParamType::kVolumeName));
   if (*m.volume_name != cfg_.volume_name) return SendToChild(child, ErrorReply(m.xid, WireStatus::kNoSuchVolume));
+  const uint32_t flags = m.connect_flags.value_or(connect_flags::kAsyncWrite);
+  if ((flags & connect_flags::kSyncWrite) && (flags & connect_flags::kAsyncWrite))
+    return SendToChild(child, ErrorReply(m.xid, WireStatus::kBadParamValue, ParamType::kConnectFlags));
+  child_flags_[child] = flags;
   // Our own join came back round: the parent chain is a cycle.
   if (m.originator == cfg_.self) return SendToChild(child, ErrorReply(m.xid, WireStatus::kLoopDetected));
   if (connected_) return ReplyConnect(child, m.xid);
@@ -260,6 +301,7 @@ void Replica::ConnectUpward(const Originator& originator, uint8_t hops) {
   up.opcode = Opcode::kConnect;
   up.volume_name = cfg_.volume_name;
   up.protocol_version = kCurrentProtocolVersion;
+  up.connect_flags = cfg_.connect_flags;
   up.originator = originator;
   up.hops_left = hops;
   CallParent(std::move(up), Call{CallKind::kConnect});
@@ -282,6 +324,8 @@ void Replica::HandleIo(LinkId child, const Message& m, Time now) {
   j.from = child;
   j.reply_xid = m.xid;
   j.flags = m.flags;
+  if (auto f = child_flags_.find(child); f != child_flags_.end() && (f->second & connect_flags::kSyncWrite))
+    j.flags |= msg_flags::kForceSync;  // the child asked for sync writes when it joined
   j.hops = m.hops_left;
   j.originator = m.originator;
   auto refuse = [&](WireStatus st, std::optional<ParamType> param) { SendToChild(child, ErrorReply(m.xid, st, param)); };
@@ -290,6 +334,17 @@ void Replica::HandleIo(LinkId child, const Message& m, Time now) {
   if (*m.io_op == IoOp::kFlush && !m.block_num && !m.data) {  // a sync barrier
     StartSync(child, m.xid, 0, now);
     return;
+  }
+  if (*m.io_op == IoOp::kLock && !m.block_num) {  // the writer lease
+    if (m.originator == cfg_.self) return refuse(WireStatus::kLoopDetected, std::nullopt);
+    LeaseJob job;
+    job.from = child;
+    job.reply_xid = m.xid;
+    job.want = FromWire(m.permissions, Perm::kWrite);
+    job.hops = m.hops_left;
+    job.originator = m.originator;
+    lease_jobs_.push_back(job);
+    return PumpLease();
   }
   if (!m.block_num) return refuse(WireStatus::kBadParamValue, ParamType::kBlockNum);
   if (*m.block_num >= block_count()) return refuse(WireStatus::kOutOfRange, ParamType::kBlockNum);
@@ -316,8 +371,117 @@ void Replica::HandleIo(LinkId child, const Message& m, Time now) {
 }
 
 void Replica::OnChildGone(LinkId child) {
+  child_flags_.erase(child);
   for (auto& [block, st] : states_)
     st = Step(st, Event{Event::Kind::kRelease, child, Perm::kNone}).next;
+  if (lease_children_.count(child)) {  // give its lease back, in turn with other lease requests
+    LeaseJob job;
+    job.from = child;
+    job.want = Perm::kNone;
+    lease_jobs_.push_back(job);
+    PumpLease();
+  }
+}
+
+// ---- The writer lease ----
+
+uint64_t Replica::AcquireLeaseLocal(bool shared, Time) { return LeaseLocal(shared ? Perm::kRead : Perm::kWrite, shared); }
+
+uint64_t Replica::ReleaseLeaseLocal(bool shared, Time) { return LeaseLocal(Perm::kNone, shared); }
+
+uint64_t Replica::LeaseLocal(Perm want, bool shared) {
+  LeaseJob job;
+  job.local_op = next_local_++;
+  job.want = want;
+  job.shared = shared;
+  job.hops = cfg_.max_hops;
+  job.originator = cfg_.self;
+  lease_jobs_.push_back(job);
+  PumpLease();
+  return job.local_op;
+}
+
+Perm Replica::lease() const {
+  if (lease_local_exclusive_ > 0) return Perm::kWrite;
+  return lease_local_shared_ > 0 ? Perm::kRead : Perm::kNone;
+}
+
+Perm Replica::LeaseNeeded() const {
+  Perm p = lease();
+  for (const auto& [child, held] : lease_children_) p = std::max(p, held);
+  return p;
+}
+
+bool Replica::LeaseConflicts(const LeaseJob& job) const {
+  auto clash = [&](Perm held) { return held > Perm::kNone && (job.want == Perm::kWrite || held == Perm::kWrite); };
+  for (const auto& [child, held] : lease_children_)
+    if (child != job.from && clash(held)) return true;
+  // Opens on this node never conflict with each other, only with children.
+  return job.from != kLocal && clash(lease());
+}
+
+void Replica::FinishLease(const LeaseJob& job, const Status& st, WireStatus wire) {
+  if (job.from == kLocal) return CompleteLocal(job.local_op, st);
+  if (job.reply_xid == 0) return;  // a release for a child that is gone
+  if (!st.ok()) return SendToChild(job.from, ErrorReply(job.reply_xid, wire));
+  Message r = ReplyFor(job.reply_xid);
+  r.volume_id = cfg_.volume_id;
+  r.permissions = ToWire(job.want);
+  SendToChild(job.from, std::move(r));
+}
+
+// Lease requests run one at a time, in arrival order: each may wait for the
+// parent, and the next must see its outcome.
+void Replica::PumpLease() {
+  while (!lease_jobs_.empty() && !lease_waiting_parent_ && connected_) {
+    LeaseJob& j = lease_jobs_.front();
+    Perm target;  // what this node must hold from its parent once j is done
+    if (j.want == Perm::kNone) {
+      if (j.asked == Perm::kNone) {  // first visit: the holder goes
+        if (j.from != kLocal) lease_children_.erase(j.from);
+        else if (j.shared && lease_local_shared_ > 0) --lease_local_shared_;
+        else if (!j.shared && lease_local_exclusive_ > 0) --lease_local_exclusive_;
+      }
+      target = LeaseNeeded();
+      if (cfg_.is_root || target >= lease_held_ || j.asked != Perm::kNone) {
+        FinishLease(j, Status::Ok(), WireStatus::kBusy);
+        lease_jobs_.pop_front();
+        continue;
+      }
+    } else {
+      if (LeaseConflicts(j)) {
+        FinishLease(j, Status::Busy("another node holds the writer lease of volume " + cfg_.volume_name),
+                    WireStatus::kBusy);
+        lease_jobs_.pop_front();
+        continue;
+      }
+      target = std::max(LeaseNeeded(), j.want);
+      if (cfg_.is_root || target <= lease_held_) {
+        if (j.from == kLocal) ++(j.want == Perm::kRead ? lease_local_shared_ : lease_local_exclusive_);
+        else lease_children_[j.from] = j.want;
+        FinishLease(j, Status::Ok(), WireStatus::kBusy);
+        lease_jobs_.pop_front();
+        continue;
+      }
+      if (j.from != kLocal && j.hops == 0) {
+        FinishLease(j, Status::IOError("hops ran out"), WireStatus::kLoopDetected);
+        lease_jobs_.pop_front();
+        continue;
+      }
+    }
+    // Ask the parent for `target` (more, or less, than held now).
+    Message up;
+    up.opcode = Opcode::kIoRequest;
+    up.io_op = IoOp::kLock;
+    up.volume_id = parent_volume_id_;
+    up.permissions = ToWire(target);
+    up.hops_left = static_cast<uint8_t>(j.from == kLocal ? cfg_.max_hops : j.hops - 1);
+    up.originator = j.from == kLocal ? cfg_.self : j.originator;
+    j.asked = target;
+    lease_waiting_parent_ = true;
+    CallParent(std::move(up), Call{CallKind::kLease});
+    return;
+  }
 }
 
 // ---- Local access ----
@@ -405,6 +569,182 @@ uint64_t Replica::FlushLocalAs(uint64_t id_to_use, uint64_t block, Perm keep, Ti
   return id;
 }
 
+uint64_t Replica::ForwardLocal(uint64_t block, Time now) {
+  Job j;
+  j.local_op = next_local_++;
+  j.local = LocalKind::kForward;
+  j.hops = cfg_.max_hops;
+  j.originator = cfg_.self;
+  const uint64_t id = j.local_op;
+  if (cfg_.is_root) {  // the root's store is the only place there is
+    CompleteLocal(id, Status::Ok());
+    return id;
+  }
+  Enqueue(block, std::move(j), now);
+  return id;
+}
+
+uint64_t Replica::DropAllLocal(Time now) {
+  const uint64_t op = next_local_++;
+  if (cfg_.is_root) {
+    CompleteLocal(op, Status::Ok());
+    return op;
+  }
+  StartSync(kLocal, 0, op, now, /*drop=*/true);
+  return op;
+}
+
+void Replica::CallUpstream(uint64_t block, Job& j, Message up, Time now) {
+  j.sent = now;
+  j.upstream_reply.reset();
+  CallParent(std::move(up), Call{CallKind::kUpstream, block, 0, Perm::kNone, now});
+  runs_[block].waiting_parent = true;
+}
+
+// Semi-sync: the parent gets the bytes, we keep WRITE and stay responsible.
+bool Replica::AdvanceForward(uint64_t block, Job& j, Time now) {
+  if (j.stage == 0) {
+    std::vector<uint8_t> bytes;
+    if (!data_->IsDirty(block) || !data_->Get(block, &bytes)) {  // a recall took it up already
+      Finish(j, ReplyFor(0));
+      return true;
+    }
+    Message up;
+    up.opcode = Opcode::kForward;
+    up.volume_id = parent_volume_id_;
+    up.block_num = block;
+    up.data = std::move(bytes);
+    up.flags = j.flags & msg_flags::kForceSync;
+    up.hops_left = cfg_.max_hops;
+    up.originator = cfg_.self;
+    j.stage = 1;
+    CallUpstream(block, j, std::move(up), now);
+    return false;
+  }
+  const Message& up = *j.upstream_reply;
+  if (up.opcode != Opcode::kOkReply) {
+    Fail(j, up.status.value_or(WireStatus::kBusy), "the parent refused the FORWARD of block " + std::to_string(block));
+    return true;
+  }
+  // Writes to the block queue behind this job, so the copy is still what
+  // was sent, unless a recall has taken it meanwhile.
+  if (Held(block, now) == Perm::kWrite && data_->IsDirty(block)) {
+    data_->MarkClean(block);
+    forwarded_.insert(block);
+  }
+  Finish(j, ReplyFor(0));
+  return true;
+}
+
+// One block of DropAllLocal: make sure the bytes live elsewhere, then give
+// the permission back and forget the copy.
+bool Replica::AdvanceDrop(uint64_t block, Job& j, Time now) {
+  auto drop_copy = [&] {
+    forwarded_.erase(block);
+    data_->Drop(block);
+    expiry_.erase(block);
+    State(block).held = Perm::kNone;
+  };
+  if (j.stage == 0) {
+    if (data_->IsDirty(block)) {  // a FLUSH keeping nothing (Example Four)
+      j.local = LocalKind::kNone;
+      j.op = IoOp::kFlush;
+      j.keep = Perm::kNone;
+      return AdvanceFlush(block, j, now);
+    }
+    j.stage = 2;
+    if (forwarded_.count(block)) {
+      Message up;
+      up.opcode = Opcode::kForward;  // no DATA: pass your copy a level up
+      up.volume_id = parent_volume_id_;
+      up.block_num = block;
+      up.hops_left = cfg_.max_hops;
+      up.originator = cfg_.self;
+      j.stage = 1;
+      CallUpstream(block, j, std::move(up), now);
+      return false;
+    }
+  }
+  if (j.stage == 1) {
+    const Message& up = *j.upstream_reply;
+    if (up.opcode != Opcode::kOkReply) {  // keep the copy: it may be the only other one
+      Fail(j, up.status.value_or(WireStatus::kBusy), "the parent could not pass block " + std::to_string(block) + " up");
+      return true;
+    }
+    forwarded_.erase(block);
+    j.stage = 2;
+  }
+  if (j.stage == 2) {
+    // A proxy keeps what its children still hold.
+    Perm keep = Perm::kNone;
+    for (const Grant& g : State(block).grants) keep = std::max(keep, g.perm);
+    if (keep > Perm::kNone) {
+      Finish(j, ReplyFor(0));
+      return true;
+    }
+    if (Held(block, now) == Perm::kNone) {
+      drop_copy();
+      Finish(j, ReplyFor(0));
+      return true;
+    }
+    Message up = Upstream(j, IoOp::kLock, block, Perm::kNone);
+    j.stage = 3;
+    CallUpstream(block, j, std::move(up), now);
+    return false;
+  }
+  // Stage 3: the LOCK NO_PERMS was answered. The copy goes either way; a
+  // parent that missed it only sends an INVALIDATE we answer at once.
+  drop_copy();
+  Finish(j, ReplyFor(0));
+  return true;
+}
+
+void Replica::HandleForward(LinkId child, const Message& m, Time now) {
+  auto refuse = [&](WireStatus st, std::optional<ParamType> param) { SendToChild(child, ErrorReply(m.xid, st, param)); };
+  if (!connected_ || !m.volume_id || *m.volume_id != cfg_.volume_id) return refuse(WireStatus::kNoSuchVolume, std::nullopt);
+  if (!m.block_num) return refuse(WireStatus::kBadParamValue, ParamType::kBlockNum);
+  if (*m.block_num >= block_count()) return refuse(WireStatus::kOutOfRange, ParamType::kBlockNum);
+  if (m.data && m.data->size() != cfg_.block_size) return refuse(WireStatus::kBadParamLength, ParamType::kData);
+  if (m.originator == cfg_.self) return refuse(WireStatus::kLoopDetected, std::nullopt);
+  Job j;
+  j.from = child;
+  j.reply_xid = m.xid;
+  j.flags = m.flags;
+  if (auto f = child_flags_.find(child); f != child_flags_.end() && (f->second & connect_flags::kSyncWrite))
+    j.flags |= msg_flags::kForceSync;
+  j.hops = m.hops_left;
+  j.originator = m.originator;
+  j.forward = true;
+  j.op = IoOp::kFlush;
+  j.keep = cfg_.keep_copies ? Perm::kRead : Perm::kNone;
+  j.data = m.data;
+  Enqueue(*m.block_num, std::move(j), now);
+}
+
+// A child's semi-sync write: the bytes are kept here (dirty, below the
+// root) while the child keeps WRITE. Stale when the child's WRITE has been
+// recalled since: the recall's answer brought newer bytes.
+bool Replica::StoreForwarded(uint64_t block, Job& j, Time now) {
+  Message r = ReplyFor(j.reply_xid);
+  BlockState& st = State(block);
+  if (st.GrantOf(j.from) != Perm::kWrite) {
+    r.permissions = WirePerm::kNone;
+    Finish(j, r);
+    return true;
+  }
+  data_->Put(block, *j.data, /*dirty=*/!cfg_.is_root);
+  ++st.version;
+  if (j.flags & msg_flags::kForceSync) {
+    if (!cfg_.is_root) {  // a sync writer's FORWARD goes all the way: flush our copy
+      j.data.reset();
+      return AdvanceFlush(block, j, now);
+    }
+    if (!SyncIfForced(block, j)) return true;
+  }
+  Finish(j, r);
+  return true;
+}
+
 // ---- The per-block queue ----
 
 void Replica::Enqueue(uint64_t block, Job job, Time now) {
@@ -425,6 +765,9 @@ void Replica::Pump(uint64_t block, Time now) {
 }
 
 bool Replica::Advance(uint64_t block, Job& j, Time now) {
+  if (j.local == LocalKind::kForward) return AdvanceForward(block, j, now);
+  if (j.local == LocalKind::kDrop) return AdvanceDrop(block, j, now);
+  if (j.forward && j.data && j.stage == 0) return StoreForwarded(block, j, now);
   if (j.op == IoOp::kPut) return AdvancePut(block, j, now);
   if (j.op == IoOp::kFlush) return AdvanceFlush(block, j, now);
   if (j.op == IoOp::kLock && j.want == Perm::kNone) {  // giving permission back
@@ -533,6 +876,7 @@ bool Replica::AdvancePut(uint64_t block, Job& j, Time now) {
   if (j.stage == 1) {
     if (cfg_.is_root) {
       data_->Put(block, *j.data, false);
+      if (!SyncIfForced(block, j)) return true;
       BlockState& st = State(block);
       ++st.version;
       release_writer();
@@ -580,8 +924,11 @@ bool Replica::AdvancePut(uint64_t block, Job& j, Time now) {
 
 // FLUSH: a WRITE holder sends its data toward the root and keeps `keep`.
 bool Replica::AdvanceFlush(uint64_t block, Job& j, Time now) {
+  // This node's own data goes up: a local flush, or a child's FORWARD
+  // without DATA asking for what we hold to go a level further.
+  const bool own = j.from == kLocal || j.forward;
   if (j.stage == 0) {
-    if (j.from != kLocal && State(block).GrantOf(j.from) != Perm::kWrite) {
+    if (!own && State(block).GrantOf(j.from) != Perm::kWrite) {
       // The sender's WRITE was already recalled, and its data came back with
       // the recall; this older copy must not overwrite what followed.
       Message r = ReplyFor(j.reply_xid);
@@ -589,11 +936,11 @@ bool Replica::AdvanceFlush(uint64_t block, Job& j, Time now) {
       Finish(j, r);
       return true;
     }
-    if (j.from == kLocal) {
+    if (own) {
       // Nothing newer here than upstream any more (a recall took it up
       // since the flush was asked for): done.
       if (!data_->IsDirty(block)) {
-        Finish(j, ReplyFor(0));
+        Finish(j, ReplyFor(j.reply_xid));
         return true;
       }
       if (Held(block, now) != Perm::kWrite) {
@@ -608,11 +955,12 @@ bool Replica::AdvanceFlush(uint64_t block, Job& j, Time now) {
     }
     data_->Put(block, *j.data, /*dirty=*/!cfg_.is_root);
     BlockState& st = State(block);
-    if (j.from != kLocal) {
+    if (!own) {
       ++st.version;
       st = Step(st, Event{Event::Kind::kRelease, j.from, j.keep}).next;
     }
     if (cfg_.is_root) {
+      if (!SyncIfForced(block, j)) return true;
       Finish(j, ReplyFor(j.reply_xid));
       return true;
     }
@@ -622,6 +970,7 @@ bool Replica::AdvanceFlush(uint64_t block, Job& j, Time now) {
     }
     // What this node keeps must cover what its children (and it) still hold.
     Perm mine = j.from == kLocal ? j.keep : (cfg_.keep_copies ? Perm::kRead : Perm::kNone);
+    if (j.forward) mine = std::max(mine, Held(block, now));  // we pass it on, we do not give it up
     for (const Grant& g : st.grants) mine = std::max(mine, g.perm);
     j.want = mine;
     Message up = Upstream(j, IoOp::kFlush, block, mine);
@@ -706,6 +1055,7 @@ void Replica::ServeRecall(uint64_t block, Time now) {
     r.block_num = block;
   }
   st.held = std::min(st.held, rc.to);
+  if (rc.to < Perm::kWrite) forwarded_.erase(block);  // the parent took the block back: its duty now
   if (rc.to == Perm::kNone) {
     data_->Drop(block);
     expiry_.erase(block);
@@ -742,6 +1092,7 @@ void Replica::HandleReply(uint64_t call_id, const Status& st, const Message& rep
       std::vector<uint64_t> blocks;
       for (const auto& [block, run] : runs_) blocks.push_back(block);
       for (uint64_t b : blocks) Pump(b, now);
+      PumpLease();
     }
     for (const PendingConnect& pc : std::exchange(waiting_connects_, {})) {
       if (connected_) {
@@ -751,6 +1102,35 @@ void Replica::HandleReply(uint64_t call_id, const Status& st, const Message& rep
       }
     }
     return;
+  }
+
+  if (call.kind == CallKind::kLease) {
+    lease_waiting_parent_ = false;
+    if (lease_jobs_.empty()) return;
+    LeaseJob& j = lease_jobs_.front();
+    if (j.want == Perm::kNone) {
+      // Given back here whatever the parent said: nothing below needs it.
+      if (!ok)
+        LogWarning("volume " + cfg_.volume_name + ": giving the writer lease back to the parent failed (" +
+                   (st.ok() ? Describe(reply) : st.ToString()) + ")");
+      lease_held_ = j.asked;
+    } else if (ok) {
+      lease_held_ = std::max(lease_held_, j.asked);
+      j.asked = Perm::kNone;  // granted when PumpLease looks again
+      return PumpLease();
+    } else {
+      const WireStatus wire = st.ok() ? reply.status.value_or(WireStatus::kBusy) : WireStatus::kBusy;
+      FinishLease(j,
+                  st.ok() && wire == WireStatus::kBusy
+                      ? Status::Busy("another node holds the writer lease of volume " + cfg_.volume_name)
+                      : Status::IOError("cannot take the writer lease: " + (st.ok() ? Describe(reply) : st.ToString())),
+                  wire);
+      lease_jobs_.pop_front();
+      return PumpLease();
+    }
+    FinishLease(j, Status::Ok(), WireStatus::kBusy);
+    lease_jobs_.pop_front();
+    return PumpLease();
   }
 
   if (call.kind == CallKind::kSync) {
@@ -785,7 +1165,7 @@ void Replica::HandleReply(uint64_t call_id, const Status& st, const Message& rep
   run.waiting_parent = false;
   if (run.jobs.empty()) return Pump(block, now);
   Job& j = run.jobs.front();
-  if (j.op == IoOp::kPut || j.op == IoOp::kFlush) {
+  if (j.op == IoOp::kPut || j.op == IoOp::kFlush || j.local == LocalKind::kForward || j.local == LocalKind::kDrop) {
     if (!st.ok()) {
       Fail(j, WireStatus::kBusy, "parent unreachable: " + st.ToString());
       run.jobs.pop_front();

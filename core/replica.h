@@ -33,6 +33,7 @@
 #include <optional>
 #include <string>
 #include <unordered_map>
+#include <unordered_set>
 #include <vector>
 
 #include "core/block_data.h"
@@ -55,6 +56,10 @@ struct ReplicaConfig {
   uint8_t max_hops = 16;
   Originator self{};             // this node's address, for loop detection
   bool keep_copies = true;       // a proxy keeps a READ copy of what passes through
+  // Sent in CONNECT: SYNC_WRITE, ASYNC_WRITE or neither (semi-sync), and
+  // SHARED_WRITERS. A parent treats every write request of a child that
+  // asked for SYNC_WRITE as FORCE_SYNC.
+  uint32_t connect_flags = connect_flags::kAsyncWrite;
   // The root only: makes everything written to its store durable. A sync
   // barrier that reaches the root calls it before answering.
   std::function<Status()> root_sync;
@@ -115,7 +120,33 @@ class Replica {
   // Send the block's data to the root, keeping `keep` (Example Four). Done
   // at once when this node holds nothing dirty for the block.
   uint64_t FlushLocal(uint64_t block, Perm keep, Time now);
-  // A child went away: its grants are forgotten. (Recovery freezes them: later.)
+  // Semi-sync: send the block's data to the parent only (FORWARD with
+  // DATA), keeping WRITE. It completes when the parent holds the bytes;
+  // from then on this node is responsible for them being in two places
+  // (see DropAllLocal). Done at once when nothing here is dirty.
+  uint64_t ForwardLocal(uint64_t block, Time now);
+  // Gives back every block this node holds: a dirty one goes to the root
+  // (FLUSH keeping nothing, Example Four); one whose bytes only the parent
+  // has (ForwardLocal) is first passed a level further up (FORWARD without
+  // DATA); then each copy is dropped and its permission returned (LOCK
+  // NO_PERMS). What the cache-drop control command does on a child.
+  uint64_t DropAllLocal(Time now);
+  // The writer lease: a volume-wide LOCK on a dataless resource (an
+  // IO_REQUEST LOCK without BLOCK_NUM), taken through the tree to the root.
+  // Exclusive (WRITE) excludes every other node; shared (READ) only an
+  // exclusive holder. Opens on this node are counted: they never conflict
+  // with each other (one host, one kernel). Fails with kBusy when another
+  // node holds an incompatible lease.
+  uint64_t AcquireLeaseLocal(bool shared, Time now);
+  // Undoes one AcquireLeaseLocal; the lease is given back upward once
+  // nothing on this node or below it needs it. Always succeeds locally.
+  uint64_t ReleaseLeaseLocal(bool shared, Time now);
+  // The lease this node holds for itself and its subtree: kNone, kRead
+  // (shared) or kWrite (exclusive).
+  Perm lease() const;
+
+  // A child went away: its grants and its lease are forgotten. (Recovery
+  // freezes them: later.)
   void OnChildGone(LinkId child);
 
   std::vector<Outgoing> TakeOutbox();
@@ -132,7 +163,7 @@ class Replica {
   const ReplicaConfig& config() const { return cfg_; }
 
  private:
-  enum class LocalKind { kNone, kRead, kWrite };
+  enum class LocalKind { kNone, kRead, kWrite, kForward, kDrop };
   struct Job {
     LinkId from = kLocal;
     LocalKind local = LocalKind::kNone;
@@ -142,6 +173,7 @@ class Replica {
     IoOp op = IoOp::kGet;
     Perm want = Perm::kRead;
     Perm keep = Perm::kNone;  // FLUSH: what the sender keeps
+    bool forward = false;     // a child's FORWARD (with DATA: store it; without: pass ours up)
     std::optional<std::vector<uint8_t>> data;
     uint16_t flags = 0;
     uint8_t hops = 0;
@@ -162,7 +194,17 @@ class Replica {
     bool waiting_parent = false;
     std::optional<Recall> recall;
   };
-  enum class CallKind { kConnect, kUpstream, kInvalidate, kSync };
+  struct LeaseJob {  // acquires (want READ/WRITE) or gives back (want NONE)
+    LinkId from = kLocal;
+    uint64_t reply_xid = 0;
+    uint64_t local_op = 0;
+    Perm want = Perm::kNone;
+    bool shared = false;  // a local release: which count it undoes
+    uint8_t hops = 0;
+    Originator originator{};
+    Perm asked = Perm::kNone;  // what went up to the parent
+  };
+  enum class CallKind { kConnect, kUpstream, kInvalidate, kSync, kLease };
   struct Call {
     CallKind kind;
     uint64_t block = 0;
@@ -178,6 +220,8 @@ class Replica {
     size_t pending = 0;  // block flushes still running
     Status error;
     bool sent_up = false;
+    bool drop = false;  // DropAllLocal: no barrier goes up at the end
+    std::vector<uint64_t> forwarded;  // forwarded_ when it began: at the root once it succeeds
   };
   struct PendingConnect {
     LinkId child;
@@ -198,10 +242,29 @@ class Replica {
   bool Advance(uint64_t block, Job& j, Time now);  // true when the job is finished
   bool AdvancePut(uint64_t block, Job& j, Time now);
   bool AdvanceFlush(uint64_t block, Job& j, Time now);
+  bool AdvanceForward(uint64_t block, Job& j, Time now);  // ForwardLocal
+  bool AdvanceDrop(uint64_t block, Job& j, Time now);     // one block of DropAllLocal
+  bool StoreForwarded(uint64_t block, Job& j, Time now);  // a child's FORWARD with DATA
+  void HandleForward(LinkId child, const Message& m, Time now);
+  // At the root, for a FORCE_SYNC request: makes the store durable. False
+  // (and `j` failed) when that fails.
+  bool SyncIfForced(uint64_t block, const Job& j);
+  // Sends `j`'s request for `block` to the parent and parks the queue
+  // until the answer (kept in j.upstream_reply).
+  void CallUpstream(uint64_t block, Job& j, Message up, Time now);
   void ServeRecall(uint64_t block, Time now);
   void AskParent(uint64_t block, const Job& j, Time now);
   void Invalidate(uint64_t block, LinkId child, Perm to, Time now);
-  void StartSync(LinkId from, uint64_t reply_xid, uint64_t local_op, Time now);
+  uint64_t LeaseLocal(Perm want, bool shared);
+  void PumpLease();
+  // Whether `job` can be granted here: no holder other than the requester
+  // conflicts with it.
+  bool LeaseConflicts(const LeaseJob& job) const;
+  // The lease this subtree needs: the strongest held by a local open or a
+  // child.
+  Perm LeaseNeeded() const;
+  void FinishLease(const LeaseJob& job, const Status& st, WireStatus wire);
+  void StartSync(LinkId from, uint64_t reply_xid, uint64_t local_op, Time now, bool drop = false);
   void SyncProgress(uint64_t id, Time now);
   void RunSyncProgress(Time now);
   uint64_t FlushLocalAs(uint64_t op, uint64_t block, Perm keep, Time now);
@@ -233,6 +296,10 @@ class Replica {
   std::vector<PendingConnect> waiting_connects_;
   std::unordered_map<uint64_t, BlockState> states_;
   std::unordered_map<uint64_t, Time> expiry_;  // of this node's own grant, per block
+  // Blocks whose latest bytes this node sent to its parent alone (semi-sync)
+  // and must pass further up before dropping its copy.
+  std::unordered_set<uint64_t> forwarded_;
+  std::unordered_map<LinkId, uint32_t> child_flags_;  // CONNECT_FLAGS each child asked for
   std::unordered_map<uint64_t, BlockRun> runs_;
   std::unordered_map<uint64_t, Call> calls_;
   uint64_t next_call_ = 1;
@@ -241,6 +308,13 @@ class Replica {
   std::unordered_map<uint64_t, uint64_t> sync_flushes_;  // local op -> barrier
   uint64_t next_sync_ = 1;
   std::vector<uint64_t> pending_sync_progress_;  // barriers whose flushes all ended
+  // The writer lease (one per volume).
+  std::deque<LeaseJob> lease_jobs_;
+  bool lease_waiting_parent_ = false;
+  int lease_local_exclusive_ = 0;  // opens on this node holding it
+  int lease_local_shared_ = 0;
+  std::unordered_map<LinkId, Perm> lease_children_;
+  Perm lease_held_ = Perm::kNone;  // from the parent (the root's is implicit)
   std::vector<Outgoing> outbox_;
   std::vector<LocalDone> local_done_;
 };

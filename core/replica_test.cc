@@ -689,3 +689,139 @@ TEST_CASE("a sync barrier whose block flush fails ends with that error") {
   CHECK(d.TakeOutbox().empty());                             // and sends no barrier up
   CHECK(copies.IsDirty(3));                                  // the data is still here
 }
+
+namespace {
+
+// Runs one local operation at `node` to completion; returns its status.
+Status RunOp(Fig7& t, const std::string& node, const std::function<uint64_t(Replica&, Time)>& f) {
+  uint64_t op = t.net.Act(node, f);
+  t.net.Run();
+  REQUIRE(t.net.done(node).count(op));
+  return t.net.done(node)[op];
+}
+
+Status Lease(Fig7& t, const std::string& node, bool shared, bool take = true) {
+  return RunOp(t, node, [&](Replica& r, Time now) {
+    return take ? r.AcquireLeaseLocal(shared, now) : r.ReleaseLeaseLocal(shared, now);
+  });
+}
+
+}  // namespace
+
+TEST_CASE("the writer lease: one exclusive holder in the tree, shared ones together, given back on close") {
+  Fig7 t;
+  for (const char* n : {"D", "E", "F"}) t.Join(n);
+  t.net.TakeLog();
+
+  REQUIRE(Lease(t, "E", false).ok());
+  CHECK(t.net.TakeLog() == Log{
+      "E->C IO_REQUEST/LOCK vol=26924852 perm=WRITE",  // no BLOCK_NUM: the volume-wide lease
+      "C->A IO_REQUEST/LOCK vol=32002 perm=WRITE",
+      "A->C OK_REPLY vol=32002 perm=WRITE",
+      "C->E OK_REPLY vol=26924852 perm=WRITE",
+  });
+  CHECK(t.net.replica("E").lease() == Perm::kWrite);
+  // A sibling is refused by the proxy they share, without asking the root.
+  CHECK(Lease(t, "F", false).code() == Status::Code::kBusy);
+  CHECK(t.net.TakeLog() == Log{"F->C IO_REQUEST/LOCK vol=26924852 perm=WRITE", "C->F ERR_REPLY status=BUSY"});
+  // A node on the other branch is refused by the root; shared is no better.
+  CHECK(Lease(t, "D", false).code() == Status::Code::kBusy);
+  CHECK(Lease(t, "D", true).code() == Status::Code::kBusy);
+  CHECK(Lease(t, "A", false).code() == Status::Code::kBusy);  // nor the root's own opens
+  CHECK(t.net.replica("D").lease() == Perm::kNone);
+
+  // A second open on the holder's own host shares its lease; the lease goes
+  // back only when the last one closes, all the way up.
+  REQUIRE(Lease(t, "E", false).ok());
+  REQUIRE(Lease(t, "E", false, /*take=*/false).ok());
+  t.net.TakeLog();
+  CHECK(t.net.replica("E").lease() == Perm::kWrite);
+  REQUIRE(Lease(t, "E", false, false).ok());
+  CHECK(t.net.TakeLog() == Log{
+      "E->C IO_REQUEST/LOCK vol=26924852 perm=NONE",
+      "C->A IO_REQUEST/LOCK vol=32002 perm=NONE",
+      "A->C OK_REPLY vol=32002 perm=NONE",
+      "C->E OK_REPLY vol=26924852 perm=NONE",
+  });
+  REQUIRE(Lease(t, "D", false).ok());  // now the other branch may
+  REQUIRE(Lease(t, "D", false, false).ok());
+
+  // Shared writers (--shared-writers everywhere) coexist, across branches
+  // and at the root; an exclusive request among them is refused.
+  REQUIRE(Lease(t, "D", true).ok());
+  REQUIRE(Lease(t, "E", true).ok());
+  REQUIRE(Lease(t, "F", true).ok());
+  REQUIRE(Lease(t, "A", true).ok());
+  CHECK(Lease(t, "F", false).code() == Status::Code::kBusy);  // F's upgrade: E shares C
+  CHECK(t.net.replica("F").lease() == Perm::kRead);         // and F keeps its shared lease
+  for (const char* n : {"D", "E", "F", "A"}) REQUIRE(Lease(t, n, true, false).ok());
+
+  // A child that goes away gives its lease back with it.
+  REQUIRE(Lease(t, "F", false).ok());
+  t.net.Act("C", [](Replica& r, Time) { r.OnChildGone(2); return 0; });  // F is C's link 2
+  t.net.Run();
+  CHECK(Lease(t, "D", false).ok());
+}
+
+TEST_CASE("semi-sync: FORWARD puts the bytes in the parent only; dropping the block passes them further up") {
+  Fig7 t;
+  t.Join("E");
+  t.Join("F");
+  REQUIRE(t.Write("E", 7, Fill('e')).ok());
+  t.net.TakeLog();
+  REQUIRE(RunOp(t, "E", [](Replica& r, Time now) { return r.ForwardLocal(7, now); }).ok());
+  CHECK(t.net.TakeLog() == Log{"E->C FORWARD vol=26924852 block=7 data", "C->E OK_REPLY"});
+  CHECK(CopyAt(t.net, "C", 7) == Fill('e'));  // the parent holds the bytes...
+  CHECK(t.net.copies("C")->IsDirty(7));
+  CHECK(StoreBlock(t.net, 7) == Fill('o'));   // ...and they went no further
+  CHECK_FALSE(t.net.copies("E")->IsDirty(7));  // E keeps WRITE, clean
+  CHECK(t.net.replica("E").HeldAt(7, t.net.now()) == Perm::kWrite);
+
+  // E writes again and forwards again: the same, a second time.
+  REQUIRE(t.Write("E", 7, Fill('f')).ok());
+  REQUIRE(RunOp(t, "E", [](Replica& r, Time now) { return r.ForwardLocal(7, now); }).ok());
+  CHECK(CopyAt(t.net, "C", 7) == Fill('f'));
+  t.net.TakeLog();
+
+  // E gives everything back: the block C alone has goes a level up first.
+  REQUIRE(RunOp(t, "E", [](Replica& r, Time now) { return r.DropAllLocal(now); }).ok());
+  CHECK(t.net.TakeLog() == Log{
+      "E->C FORWARD vol=26924852 block=7",  // no DATA: pass yours up
+      "C->A IO_REQUEST/FLUSH vol=32002 block=7 perm=WRITE data",
+      "A->C OK_REPLY",
+      "C->E OK_REPLY",
+      "E->C IO_REQUEST/LOCK vol=26924852 block=7 perm=NONE",
+      "C->E OK_REPLY",
+  });
+  CHECK(StoreBlock(t.net, 7) == Fill('f'));
+  CHECK_FALSE(t.net.copies("E")->Get(7, nullptr));
+  CHECK(t.net.replica("C").StateOf(7).GrantOf(5) == Perm::kNone);
+  CHECK(t.Read("F", 7) == Fill('f'));
+}
+
+TEST_CASE("a dirty block is dropped with a FLUSH that keeps nothing; a child that asked for SYNC_WRITE is synced at the root") {
+  Fig7 t;
+  ReplicaConfig sync_cfg = Cfg(1, 7);
+  sync_cfg.connect_flags = connect_flags::kSyncWrite;
+  t.net.AddNode("G", sync_cfg, "B");
+  t.Join("D");
+  t.Join("G");
+  REQUIRE(t.Write("D", 7, Fill('d')).ok());
+  t.net.TakeLog();
+  REQUIRE(RunOp(t, "D", [](Replica& r, Time now) { return r.DropAllLocal(now); }).ok());
+  CHECK(t.net.TakeLog() == Log{
+      "D->B IO_REQUEST/FLUSH vol=32002 block=7 perm=NONE data",
+      "B->A IO_REQUEST/FLUSH vol=32002 block=7 perm=READ data",
+      "A->B OK_REPLY",
+      "B->D OK_REPLY",
+  });
+  CHECK(StoreBlock(t.net, 7) == Fill('d'));
+  CHECK(t.root_syncs == 0);  // an async child's flush is not synced
+
+  // G joined with SYNC_WRITE: B marks its requests FORCE_SYNC on the way up,
+  // and the root syncs before answering.
+  REQUIRE(t.Write("G", 8, Fill('g')).ok());
+  REQUIRE(RunOp(t, "G", [](Replica& r, Time now) { return r.ForwardLocal(8, now); }).ok());
+  CHECK(StoreBlock(t.net, 8) == Fill('g'));
+  CHECK(t.root_syncs == 1);
+}

@@ -47,6 +47,12 @@ class VolumeIo {
   virtual Status Flush() = 0;
   virtual Status DropCache() = 0;
 
+  // The writer lease, taken when the image is opened for writing and given
+  // back when that file is closed. A volume that no other host can write
+  // (a root without children) needs none.
+  virtual Status OpenForWrite() { return Status::Ok(); }
+  virtual void CloseForWrite() {}
+
   virtual VolumeStats stats() const = 0;
   virtual void ResetStats() = 0;
 };

@@ -29,6 +29,8 @@ constexpr fuse_ino_t kMetaDirIno = 2;
 constexpr fuse_ino_t kStatsIno = 3;
 constexpr fuse_ino_t kControlIno = 4;
 constexpr fuse_ino_t kFirstVolumeIno = 16;
+// The file handle of an image opened for writing: it holds the writer lease.
+constexpr uint64_t kWriterHandle = 1;
 constexpr double kAttrTimeout = 1.0;
 constexpr size_t kMaxIo = 1 << 20;
 
@@ -278,6 +280,10 @@ void OpOpen(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
     VolumeIo* v = fs->VolumeOf(ino);
     if (!v) return r.Err(ino == kRootIno || ino == kMetaDirIno ? EISDIR : ENOENT);
     if (acc != O_RDONLY && v->read_only()) return r.Err(EROFS);
+    if (acc != O_RDONLY) {
+      if (Status st = v->OpenForWrite(); !st.ok()) return r.Status(st);
+      fi->fh = kWriterHandle;  // release gives the lease back
+    }
     fi->direct_io = 1;
     fi->keep_cache = 0;
     r.Open(fi);
@@ -287,6 +293,8 @@ void OpOpen(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
 void OpRelease(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
   Guard(req, "release", [&](Reply& r) {
     if (ino == kStatsIno) delete reinterpret_cast<StatsHandle*>(fi->fh);
+    if (fi->fh == kWriterHandle)
+      if (VolumeIo* v = Fs(req)->VolumeOf(ino)) v->CloseForWrite();
     r.Err(0);
   });
 }

@@ -80,6 +80,7 @@ nlohmann::json NodeStatsJson(const Node& node, const NodeStatsContext& ctx) {
             {"calls_to_children", t->calls_to_children},
             {"local_timeouts", t->local_timeouts},
             {"child_addresses", t->child_addresses},
+            {"lease", t->lease},
             {"traffic", TrafficJson(t->traffic)}};
   }
   return {

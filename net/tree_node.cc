@@ -189,6 +189,7 @@ asio::awaitable<void> TreeNode::ConnectParent(std::shared_ptr<Waiter> joined) {
 }
 
 void TreeNode::Drain() {
+  lease_ = static_cast<uint8_t>(replica_.lease());
   for (Outgoing& o : replica_.TakeOutbox()) Route(std::move(o));
   for (LocalDone& d : replica_.TakeLocalDone()) {
     auto it = waiters_.find(d.op);
@@ -306,7 +307,19 @@ Status TreeNode::Sync() {
   return RunLocal({[](Replica& r, Time now) { return r.SyncLocal(now); }}, nullptr);
 }
 
-Status TreeNode::RunBatch(std::vector<BlockOp>* ops) {
+Status TreeNode::AcquireLease(bool shared) {
+  return RunLocal({[shared](Replica& r, Time now) { return r.AcquireLeaseLocal(shared, now); }}, nullptr);
+}
+
+Status TreeNode::ReleaseLease(bool shared) {
+  return RunLocal({[shared](Replica& r, Time now) { return r.ReleaseLeaseLocal(shared, now); }}, nullptr);
+}
+
+Status TreeNode::DropAll() {
+  return RunLocal({[](Replica& r, Time now) { return r.DropAllLocal(now); }}, nullptr);
+}
+
+Status TreeNode::RunBatch(std::vector<BlockOp>* ops, bool forward_writes) {
   std::vector<Starter> starts;
   // By value: the caller may give up waiting (and free *ops) before the
   // I/O thread runs these.
@@ -318,11 +331,17 @@ Status TreeNode::RunBatch(std::vector<BlockOp>* ops) {
     else
       starts.push_back([b = op.block](Replica& r, Time now) { return r.ReadLocal(b, now); });
   }
+  // Queued behind the writes to the same blocks (each block's jobs run in
+  // order), so each FORWARD carries what the batch wrote.
+  const size_t n = starts.size();
+  if (forward_writes)
+    for (const BlockOp& op : *ops)
+      if (op.write) starts.push_back([b = op.block](Replica& r, Time now) { return r.ForwardLocal(b, now); });
   std::vector<std::vector<uint8_t>> outs;
   Status st = RunLocal(std::move(starts), &outs);
   if (st.ok())
     for (size_t i = 0; i < ops->size(); ++i)
-      if (!(*ops)[i].write) (*ops)[i].data = std::move(outs[i]);
+      if (!(*ops)[i].write && i < n) (*ops)[i].data = std::move(outs[i]);
   return st;
 }
 

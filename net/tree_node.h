@@ -74,6 +74,13 @@ class TreeNode {
   // durable in the root's store.
   Status Sync();
 
+  // The writer lease (Replica::AcquireLeaseLocal): kBusy when another node
+  // holds an incompatible one. Release always succeeds here.
+  Status AcquireLease(bool shared);
+  Status ReleaseLease(bool shared);
+  // What this node's own opens hold: kNone, kRead (shared), kWrite.
+  Perm lease() const { return static_cast<Perm>(lease_.load()); }
+
   // One local operation of a batch: a read of `block` (data empty), or a
   // write of `data` at `offset` within it.
   struct BlockOp {
@@ -83,8 +90,12 @@ class TreeNode {
     std::vector<uint8_t> data;  // written, or (for a read) filled in
   };
   // Runs the operations concurrently (each block's in order); the first
-  // failure is returned. Bounded by io_timeout as a whole.
-  Status RunBatch(std::vector<BlockOp>* ops);
+  // failure is returned. Bounded by io_timeout as a whole. With
+  // `forward_writes` (semi-sync), each written block is then FORWARDed to
+  // the parent before the batch completes.
+  Status RunBatch(std::vector<BlockOp>* ops, bool forward_writes = false);
+  // Gives back every block held here (Replica::DropAllLocal).
+  Status DropAll();
 
   TreeNodeCounters counters() const;
   TrafficSnapshot traffic() const { return traffic_.Snapshot(); }
@@ -119,6 +130,7 @@ class TreeNode {
   std::thread thread_;
   uint16_t port_ = 0;
   std::atomic<bool> stopped_{false};
+  std::atomic<uint8_t> lease_{0};  // replica_.lease(), as of the last Drain
 
   // I/O thread only.
   std::shared_ptr<Connection> parent_;

@@ -2,6 +2,9 @@
 
 #include <algorithm>
 #include <cstring>
+#include <thread>
+
+#include "core/log.h"
 
 namespace vshare::net {
 
@@ -72,8 +75,8 @@ Status TreeVolume::Write(uint64_t offset, std::span<const std::byte> in, size_t*
     ops.push_back({b, true, in_block, std::vector<uint8_t>(p, p + n)});
     pos += n;
   }
-  Status st = node_->RunBatch(&ops);
-  if (st.ok() && sync_writes_) st = node_->Sync();
+  Status st = node_->RunBatch(&ops, write_mode_ == WriteMode::kSemiSync);
+  if (st.ok() && write_mode_ == WriteMode::kSync) st = node_->Sync();
   if (st.ok()) *done = end - offset;
   Record(false, start, *done, st);
   return st;
@@ -90,10 +93,36 @@ Status TreeVolume::Flush() {
 }
 
 Status TreeVolume::DropCache() {
-  // Copies below the root stay until invalidated or their grant ends.
+  // The root: the barrier, then its cache. A child gives every block back
+  // (dirty ones to the root, semi-sync ones a level further up first).
+  if (!backing_) return node_->DropAll();
   Status st = Flush();
-  if (st.ok() && backing_) st = backing_->DropCache();
+  if (st.ok()) st = backing_->DropCache();
   return st;
+}
+
+Status TreeVolume::OpenForWrite() {
+  const auto give_up = std::chrono::steady_clock::now() + lease_wait_;
+  for (bool waited = false;; waited = true) {
+    Status st = node_->AcquireLease(shared_writers_);
+    if (st.ok()) return st;
+    if (st.code() != Status::Code::kBusy || std::chrono::steady_clock::now() >= give_up) {
+      LogWarning("volume " + name_ + ": write-open refused: " + st.message() +
+                 (st.code() == Status::Code::kBusy
+                      ? " (open it read-only here, or run every writer with --shared-writers)"
+                      : ""));
+      return st;
+    }
+    if (!waited)
+      LogInfo("volume " + name_ + ": write-open waits up to " + std::to_string(lease_wait_.count()) +
+              " ms: " + st.message());
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+}
+
+void TreeVolume::CloseForWrite() {
+  Status st = node_->ReleaseLease(shared_writers_);
+  if (!st.ok()) LogWarning("volume " + name_ + ": giving back the writer lease: " + st.ToString());
 }
 
 VolumeStats TreeVolume::stats() const {

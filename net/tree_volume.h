@@ -27,9 +27,19 @@ class TreeVolume final : public VolumeIo {
   ~TreeVolume() override;
 
   Status Start() { return node_->Start(); }
-  // Sync mode: a write returns only when the root has it durably (the write,
-  // then a sync barrier). Otherwise writes are write-back (async).
-  void set_sync_writes(bool on) { sync_writes_ = on; }
+  // How a write completes (--write-mode):
+  //  - async: once applied here; the block stays dirty (write-back);
+  //  - semi-sync: once the parent also holds it (FORWARD);
+  //  - sync: once the root has it durably (the write, then a sync barrier).
+  enum class WriteMode { kAsync, kSemiSync, kSync };
+  void set_write_mode(WriteMode m) { write_mode_ = m; }
+  // --shared-writers: write-opens take the lease shared, so they coexist
+  // with other nodes' shared ones (never with an exclusive one).
+  void set_shared_writers(bool on) { shared_writers_ = on; }
+  // How long a write-open keeps asking while another node holds the lease
+  // (the kernel closes files asynchronously: a holder that just closed may
+  // not have given it back yet).
+  void set_lease_wait(std::chrono::milliseconds d) { lease_wait_ = d; }
   TreeNode& node() { return *node_; }
 
   const std::string& name() const override { return name_; }
@@ -42,6 +52,8 @@ class TreeVolume final : public VolumeIo {
   Status Write(uint64_t offset, std::span<const std::byte> in, size_t* done) override;
   Status Flush() override;
   Status DropCache() override;
+  Status OpenForWrite() override;
+  void CloseForWrite() override;
   VolumeStats stats() const override;
   void ResetStats() override;
 
@@ -54,7 +66,9 @@ class TreeVolume final : public VolumeIo {
   std::unique_ptr<TreeNode> node_;    // stopped first
   std::atomic<uint64_t> reads_{0}, writes_{0}, bytes_read_{0}, bytes_written_{0};
   std::atomic<uint64_t> read_ns_{0}, write_ns_{0}, flushes_{0}, errors_{0};
-  bool sync_writes_ = false;
+  WriteMode write_mode_ = WriteMode::kAsync;
+  bool shared_writers_ = false;
+  std::chrono::milliseconds lease_wait_{2000};
 };
 
 }  // namespace vshare::net

@@ -6,6 +6,8 @@
 #                           background; waits (bounded) until it serves
 #   stop_node MP            vshare umount MP, then wait for the process
 #   loop_mount IMG DIR      mount -o loop, remembered for cleanup
+#   hold_open FILE          opens FILE read-write in a helper process that
+#                           keeps it open (HELD_PID) until let_go HELD_PID
 #   check DESC CMD...       runs CMD; counts a pass or a failure
 #   finish                  prints "N passed, N failed"; exit status 0 iff none failed
 set -u
@@ -17,6 +19,7 @@ PASSED=0
 FAILED=0
 declare -A NODE_PID=()   # mountpoint -> pid
 LOOP_MOUNTS=()
+HELPER_PIDS=()           # other processes of ours: hold_open's holders
 WORK=""
 WATCHDOG=""
 
@@ -58,6 +61,7 @@ cleanup() {
     pkill -P "$WATCHDOG" 2>/dev/null
     kill "$WATCHDOG" 2>/dev/null
   fi
+  for pid in "${HELPER_PIDS[@]}"; do kill_pid "$pid"; done
   for ((i = ${#LOOP_MOUNTS[@]} - 1; i >= 0; i--)); do
     mp=${LOOP_MOUNTS[$i]}
     if is_mounted "$mp"; then umount "$mp" 2>/dev/null || umount -l "$mp"; fi
@@ -139,6 +143,30 @@ loop_mount() {
   mkdir -p "$2"
   mount -o loop "$1" "$2" || return 1
   LOOP_MOUNTS+=("$2")
+}
+
+hold_open() {
+  local file=$1 flag
+  flag=$(mktemp "$WORK/held.XXXXXX")
+  python3 -c '
+import os, sys, time
+try:
+    fd = os.open(sys.argv[1], os.O_RDWR)
+except OSError as e:
+    open(sys.argv[2], "w").write("error: " + e.strerror)
+    sys.exit(1)
+open(sys.argv[2], "w").write("open")
+time.sleep(600)' "$file" "$flag" &
+  HELD_PID=$!
+  HELPER_PIDS+=("$HELD_PID")
+  wait_for "[ -s '$flag' ]" 20 || return 1
+  [ "$(cat "$flag")" = open ] || { cat "$flag"; echo; return 1; }
+}
+
+let_go() {
+  kill "$1" 2>/dev/null
+  wait "$1" 2>/dev/null
+  return 0
 }
 
 loop_umount() {
