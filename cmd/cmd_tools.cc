@@ -326,6 +326,11 @@ int ShowStatus(const Args& args) {
   std::cout << "  children: " << kids.size();
   for (size_t i = 0; i < kids.size(); ++i) std::cout << (i == 0 ? " (connected from " : ", ") << kids[i].get<std::string>();
   std::cout << (kids.empty() ? "" : ")") << "\n";
+  const std::string lease = t.value("lease", "none");
+  std::cout << "  lease:    "
+            << (lease == "none" ? std::string("none (the image is not open for writing here)")
+                                : lease + " (the image is open for writing here)")
+            << "\n";
   return 0;
 }
 

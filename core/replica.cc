@@ -456,6 +456,14 @@ void Replica::PumpLease() {
         continue;
       }
       target = std::max(LeaseNeeded(), j.want);
+      if (j.from != kLocal && !child_flags_.count(j.from)) {
+        // The child left while its request was with our parent: give back
+        // what we took for it instead.
+        j.want = Perm::kNone;
+        j.reply_xid = 0;
+        j.asked = Perm::kNone;
+        continue;
+      }
       if (cfg_.is_root || target <= lease_held_) {
         if (j.from == kLocal) ++(j.want == Perm::kRead ? lease_local_shared_ : lease_local_exclusive_);
         else lease_children_[j.from] = j.want;

@@ -825,3 +825,16 @@ TEST_CASE("a dirty block is dropped with a FLUSH that keeps nothing; a child tha
   CHECK(StoreBlock(t.net, 8) == Fill('g'));
   CHECK(t.root_syncs == 1);
 }
+
+TEST_CASE("the writer lease: a child that leaves while its request is upstream does not keep it") {
+  Fig7 t;
+  for (const char* n : {"D", "E"}) t.Join(n);
+  t.net.TakeLog();
+  t.net.Act("E", [](Replica& r, Time now) { return r.AcquireLeaseLocal(false, now); });
+  t.net.Run(2);  // E->C and C->A delivered; A's answer is on its way
+  t.net.Act("C", [](Replica& r, Time) { r.OnChildGone(1); return 0; });  // E is C's link 1
+  t.net.Run();
+  Log log = t.net.TakeLog();
+  CHECK(std::find(log.begin(), log.end(), "C->A IO_REQUEST/LOCK vol=32002 perm=NONE") != log.end());
+  CHECK(Lease(t, "D", false).ok());
+}

@@ -5,7 +5,9 @@
 #     once per direct child (2 proxies), each proxy at most once per child.
 #  2. A leaf under proxy 1 writes a block all the others hold: every other
 #     leaf then reads the new bytes, and the invalidation counters show the
-#     cascade down both branches.
+#     cascade down both branches. Those reads are buffered (no O_DIRECT)
+#     on leaves that read the old bytes before: no stale page may be kept
+#     by the kernel either (issue 3, item 7).
 . "$(dirname "$0")/lib.sh"
 begin tree_wide
 

@@ -30,6 +30,7 @@ check "nobody holds the lease at first" [ "$(stat_of "$WORK/a" tree.lease)" = no
 check "leaf a opens the image for writing" hold_open "$WORK/a/vol.img"
 a_holder=$HELD_PID
 check "a holds the exclusive lease" [ "$(stat_of "$WORK/a" tree.lease)" = exclusive ]
+check "status says so" bash -c "'$VSHARE' status '$WORK/a' | grep -q 'lease:    exclusive (the image is open for writing here)'"
 check "the root saw one LEASE request, through the proxy" [ "$(stat_of "$WORK/root" tree.traffic.served.LEASE 0)" = 1 ]
 expect_fail "its sibling's write-open gets EBUSY" 1 "Device or resource busy" open_rw "$WORK/b/vol.img"
 expect_fail "so does a leaf on another branch" 1 "Device or resource busy" open_rw "$WORK/c/vol.img"
