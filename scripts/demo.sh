@@ -51,6 +51,13 @@ cp -r /usr/share/common-licenses "$work/fs-child/"
 (cd "$work/fs-child" && find . -type f -exec sha256sum {} + | sort -k2) >"$work/sums"
 df -h "$work/fs-child" | tail -1
 
+step "open $work/root/demo.img for writing, on the root    # refused: the child holds the writer lease"
+if python3 -c "import os, sys; os.open(sys.argv[1], os.O_RDWR)" "$work/root/demo.img" 2>"$work/refused"; then
+  echo "UNEXPECTED: the root could open the image for writing"; exit 1
+fi
+tail -1 "$work/refused"
+grep "writer lease" "$work/root.log" | tail -1
+
 step "umount $work/fs-child    # the child's dirty blocks go up to the root"
 umount "$work/fs-child"
 
