@@ -42,6 +42,7 @@ BlockState Replica::StateOf(uint64_t block) const {
 // else's lapses with the TTL of the grant that gave it.
 Perm Replica::Held(uint64_t block, Time now) const {
   if (cfg_.is_root) return Perm::kWrite;
+  if (!LeaseValid(now)) return Perm::kNone;  // indeterminate until renewed
   auto st = states_.find(block);
   auto ex = expiry_.find(block);
   if (st == states_.end() || ex == expiry_.end() || now >= ex->second) return Perm::kNone;
@@ -86,6 +87,20 @@ Message Replica::ReplyFor(uint64_t xid) const {
 }
 
 void Replica::SendToChild(LinkId child, Message m) {
+  if (m.opcode == Opcode::kOkReply && m.hb_ttl_ms) {
+    // The child's lease may not outlast ours; the time granted is what we
+    // wait for before acting on its failure.
+    const uint32_t t = HbTtlFor(now_);
+    if (t == 0) {
+      m.hb_ttl_ms.reset();
+    } else {
+      m.hb_ttl_ms = t;
+      if (!failed_.count(child)) {
+        Time& end = child_lease_end_[child];
+        end = std::max(end, now_ + std::chrono::milliseconds(t));
+      }
+    }
+  }
   outbox_.push_back(Outgoing{Outgoing::Kind::kSend, false, child, 0, std::move(m)});
 }
 
@@ -94,6 +109,7 @@ void Replica::SendToParent(Message m) {
 }
 
 uint64_t Replica::CallParent(Message m, Call c) {
+  if (c.sent == Time{}) c.sent = now_;
   uint64_t id = next_call_++;
   calls_.emplace(id, c);
   outbox_.push_back(Outgoing{Outgoing::Kind::kCall, true, 0, id, std::move(m)});
@@ -119,6 +135,7 @@ void Replica::CompleteLocal(uint64_t op, Status st, std::vector<uint8_t> data) {
 }
 
 uint64_t Replica::SyncLocal(Time now) {
+  now_ = now;
   uint64_t op = next_local_++;
   StartSync(kLocal, 0, op, now);
   return op;
@@ -239,16 +256,19 @@ bool Replica::SyncIfForced(uint64_t block, const Job& j) {
 // ---- Children's messages ----
 
 void Replica::OnChildMessage(LinkId child, const Message& m, Time now) {
+  now_ = now;
   HandleChildMessage(child, m, now);
   RunSyncProgress(now);
 }
 
 void Replica::OnParentMessage(const Message& m, Time now) {
+  now_ = now;
   HandleParentMessage(m, now);
   RunSyncProgress(now);
 }
 
 void Replica::OnReply(uint64_t call_id, const Status& st, const Message& reply, Time now) {
+  now_ = now;
   HandleReply(call_id, st, reply, now);
   RunSyncProgress(now);
 }
@@ -262,12 +282,18 @@ void Replica::HandleChildMessage(LinkId child, const Message& m, Time now) {
     case Opcode::kForward:
       return HandleForward(child, m, now);
     case Opcode::kHeartbeat: {
+      if (!LeaseValid(now)) {  // ours lapsed: we cannot extend theirs
+        if (!heartbeat_in_flight_ && connected_) SendHeartbeat(now);
+        return SendToChild(child, ErrorReply(m.xid, WireStatus::kInRecovery));
+      }
       Message r = ReplyFor(m.xid);
-      r.hb_ttl_ms = cfg_.hb_ttl_ms;
+      r.hb_ttl_ms = cfg_.hb_ttl_ms;  // cut to what we have left in SendToChild
       return SendToChild(child, std::move(r));
     }
-    case Opcode::kDisconnect:
-      OnChildGone(child);
+    case Opcode::kDisconnect:  // leaving on purpose: nothing to wait for
+      ReleaseChild(child);
+      child_lease_end_.erase(child);
+      child_flags_.erase(child);
       return SendToChild(child, ReplyFor(m.xid));
     default:  // parent-to-child opcodes have no business here
       return SendToChild(child, ErrorReply(m.xid, WireStatus::kInvalidHeader));
@@ -290,7 +316,8 @@ void Replica::HandleConnect(LinkId child, const Message& m, Time) {
   ConnectUpward(m.originator, static_cast<uint8_t>(m.hops_left - 1));
 }
 
-void Replica::Start(Time) {
+void Replica::Start(Time now) {
+  now_ = now;
   if (!connected_) ConnectUpward(cfg_.self, cfg_.max_hops);
 }
 
@@ -329,6 +356,7 @@ void Replica::HandleIo(LinkId child, const Message& m, Time now) {
   j.hops = m.hops_left;
   j.originator = m.originator;
   auto refuse = [&](WireStatus st, std::optional<ParamType> param) { SendToChild(child, ErrorReply(m.xid, st, param)); };
+  if (rejoining_) return refuse(WireStatus::kInRecovery, std::nullopt);  // our parent link is down
   if (!connected_ || !m.volume_id || *m.volume_id != cfg_.volume_id) return refuse(WireStatus::kNoSuchVolume, std::nullopt);
   if (!m.io_op) return refuse(WireStatus::kBadParamValue, ParamType::kIoOp);
   if (*m.io_op == IoOp::kFlush && !m.block_num && !m.data) {  // a sync barrier
@@ -370,8 +398,13 @@ void Replica::HandleIo(LinkId child, const Message& m, Time now) {
   Enqueue(*m.block_num, std::move(j), now);
 }
 
-void Replica::OnChildGone(LinkId child) {
-  child_flags_.erase(child);
+void Replica::OnChildGone(LinkId child, Time now) {
+  now_ = now;
+  if (failed_.count(child)) return;
+  ChildFailed(child, now, "its link closed");
+}
+
+void Replica::ReleaseChild(LinkId child) {
   for (auto& [block, st] : states_)
     st = Step(st, Event{Event::Kind::kRelease, child, Perm::kNone}).next;
   if (lease_children_.count(child)) {  // give its lease back, in turn with other lease requests
@@ -383,11 +416,193 @@ void Replica::OnChildGone(LinkId child) {
   }
 }
 
+// ---- Leases and failures ----
+
+uint32_t Replica::heartbeat_ms() const {
+  return cfg_.heartbeat_ms ? cfg_.heartbeat_ms : std::max<uint32_t>(cfg_.hb_ttl_ms / 4, 10);
+}
+
+uint32_t Replica::margin_ms() const {
+  return cfg_.lease_margin_ms ? cfg_.lease_margin_ms : std::max<uint32_t>(cfg_.hb_ttl_ms / 10, 100);
+}
+
+uint32_t Replica::HbTtlFor(Time now) const {
+  if (cfg_.is_root) return cfg_.hb_ttl_ms;
+  return LeaseValid(now) ? std::min(cfg_.hb_ttl_ms, MsUntil(now, lease_until_)) : 0;
+}
+
+void Replica::SendHeartbeat(Time now) {
+  if (cfg_.is_root || !connected_ || heartbeat_in_flight_) return;
+  heartbeat_in_flight_ = true;
+  next_heartbeat_ = now + std::chrono::milliseconds(heartbeat_ms());
+  Message m;
+  m.opcode = Opcode::kHeartbeat;
+  m.originator = cfg_.self;
+  m.hops_left = 1;
+  Call c{CallKind::kHeartbeat};
+  c.sent = now;
+  CallParent(std::move(m), c);
+  // An answer later than the lease is of no use.
+  outbox_.back().timeout = std::chrono::milliseconds(std::max<uint32_t>(cfg_.hb_ttl_ms / 2, 100));
+}
+
+// Counted from when the request left: the parent's record of our lease
+// cannot end sooner.
+void Replica::Renewed(Time sent, uint32_t hb_ttl_ms, Time) {
+  lease_until_ = std::max(lease_until_, sent + std::chrono::milliseconds(hb_ttl_ms));
+  last_renewal_ = std::max(last_renewal_, sent);
+  ever_renewed_ = true;
+}
+
+bool Replica::BlockedByFailed(uint64_t block, Perm want, LinkId except) const {
+  if (failed_.empty()) return false;
+  auto it = states_.find(block);
+  if (it == states_.end()) return false;
+  for (const Grant& g : it->second.grants)
+    if (g.child != except && failed_.count(g.child) && g.perm > Perm::kNone &&
+        (want == Perm::kWrite || g.perm == Perm::kWrite))
+      return true;
+  return false;
+}
+
+void Replica::ChildFailed(LinkId child, Time now, const std::string& why) {
+  if (failed_.count(child)) return;
+  ++failed_children_;
+  Time until = now;
+  if (auto it = child_lease_end_.find(child); it != child_lease_end_.end()) {
+    until = it->second + std::chrono::milliseconds(margin_ms());
+    child_lease_end_.erase(it);
+  }
+  child_flags_.erase(child);
+  failed_to_close_.push_back(child);
+  size_t held = 0;
+  for (const auto& [block, st] : states_)
+    if (st.GrantOf(child) > Perm::kNone) ++held;
+  if (until <= now || (held == 0 && !lease_children_.count(child))) {
+    LogInfo("volume " + cfg_.volume_name + ": child link " + std::to_string(child) + " failed (" + why +
+            "); nothing of it to wait for");
+    ReleaseChild(child);
+    return;
+  }
+  // Its copies (and its children's) stay usable until its lease lapses: no
+  // one may get a conflicting grant before then.
+  failed_[child] = until;
+  LogWarning("volume " + cfg_.volume_name + ": child link " + std::to_string(child) + " failed (" + why + "); its " +
+             std::to_string(held) + " blocks are held for " + std::to_string(MsUntil(now, until)) +
+             " ms, until its lease has surely lapsed");
+}
+
+void Replica::Tick(Time now) {
+  now_ = now;
+  if (!cfg_.is_root && connected_ && !heartbeat_in_flight_ && now >= next_heartbeat_) SendHeartbeat(now);
+  std::vector<LinkId> lapsed;
+  for (const auto& [child, end] : child_lease_end_)
+    if (now > end + std::chrono::milliseconds(margin_ms())) lapsed.push_back(child);
+  for (LinkId c : lapsed) ChildFailed(c, now, "its lease lapsed: no HEARTBEAT");
+  std::vector<LinkId> over;
+  for (const auto& [child, until] : failed_)
+    if (now >= until) over.push_back(child);
+  for (LinkId c : over) {
+    failed_.erase(c);
+    ReleaseChild(c);
+    LogInfo("volume " + cfg_.volume_name + ": the lease of failed child link " + std::to_string(c) +
+            " is over; its blocks are released");
+  }
+  PumpAll(now);
+  RunSyncProgress(now);
+}
+
+void Replica::PumpAll(Time now) {
+  std::vector<uint64_t> blocks;
+  for (const auto& [block, run] : runs_) blocks.push_back(block);
+  for (uint64_t b : blocks) {
+    auto it = runs_.find(b);
+    if (it == runs_.end()) continue;
+    if (it->second.recall) ServeRecall(b, now);
+    else Pump(b, now);
+  }
+}
+
+std::vector<LinkId> Replica::TakeFailedChildren() { return std::exchange(failed_to_close_, {}); }
+
+void Replica::OnParentLost(Time now) {
+  now_ = now;
+  if (cfg_.is_root || !connected_) return;
+  connected_ = false;
+  connecting_ = false;
+  rejoining_ = true;
+  heartbeat_in_flight_ = false;
+  LogWarning("volume " + cfg_.volume_name + ": lost the link to the parent; cached blocks stay usable for " +
+             std::to_string(MsUntil(now, lease_until_)) + " ms more (the lease)");
+}
+
+void Replica::Rejoin(Time now) {
+  now_ = now;
+  if (cfg_.is_root || connected_) return;
+  connecting_ = false;
+  ConnectUpward(cfg_.self, cfg_.max_hops);
+}
+
+void Replica::ResetAfterRejoin(Time now) {
+  // Our children got their grants through the old link, which the parent
+  // has written off: they must join again (their copies stay usable only
+  // until their leases lapse, and block others until then).
+  std::vector<LinkId> children;
+  for (const auto& [child, end] : child_lease_end_) children.push_back(child);
+  for (LinkId c : children) ChildFailed(c, now, "this node joined its parent again");
+  size_t lost = 0;
+  std::vector<uint64_t> blocks = data_->DirtyBlocks();
+  lost = blocks.size();
+  for (const auto& [block, st] : states_) blocks.push_back(block);
+  for (uint64_t b : blocks) {
+    data_->Drop(b);
+    State(b).held = Perm::kNone;
+  }
+  expiry_.clear();
+  forwarded_.clear();
+  for (auto& [block, run] : runs_) run.recall.reset();  // the old parent's, gone with it
+  lease_held_ = Perm::kNone;
+  if (lease() > Perm::kNone) {
+    LeaseJob j;
+    j.want = lease();
+    j.reacquire = true;
+    j.hops = cfg_.max_hops;
+    j.originator = cfg_.self;
+    lease_jobs_.push_back(j);
+  }
+  if (lost > 0)
+    LogWarning("volume " + cfg_.volume_name + ": joined the parent again; " + std::to_string(lost) +
+               " blocks written here and not yet flushed are lost");
+  else
+    LogInfo("volume " + cfg_.volume_name + ": joined the parent again; cached blocks are fetched anew");
+}
+
+LeaseInfo Replica::lease_info(Time now) const {
+  LeaseInfo i;
+  i.valid = LeaseValid(now);
+  i.ms_left = cfg_.is_root ? 0 : MsUntil(now, lease_until_);
+  if (ever_renewed_) i.ms_since_renewal = std::chrono::duration_cast<std::chrono::milliseconds>(now - last_renewal_).count();
+  for (const auto& [block, st] : states_)
+    for (const Grant& g : st.grants)
+      if (failed_.count(g.child)) {
+        ++i.frozen_blocks;
+        break;
+      }
+  i.failed_children = failed_children_;
+  i.rejoins = rejoins_;
+  return i;
+}
+
 // ---- The writer lease ----
 
-uint64_t Replica::AcquireLeaseLocal(bool shared, Time) { return LeaseLocal(shared ? Perm::kRead : Perm::kWrite, shared); }
+uint64_t Replica::AcquireLeaseLocal(bool shared, Time now) {
+  now_ = now;
+  return LeaseLocal(shared ? Perm::kRead : Perm::kWrite, shared); }
 
-uint64_t Replica::ReleaseLeaseLocal(bool shared, Time) { return LeaseLocal(Perm::kNone, shared); }
+uint64_t Replica::ReleaseLeaseLocal(bool shared, Time now) {
+  now_ = now;
+  return LeaseLocal(Perm::kNone, shared);
+}
 
 uint64_t Replica::LeaseLocal(Perm want, bool shared) {
   LeaseJob job;
@@ -421,6 +636,12 @@ bool Replica::LeaseConflicts(const LeaseJob& job) const {
 }
 
 void Replica::FinishLease(const LeaseJob& job, const Status& st, WireStatus wire) {
+  if (job.reacquire) {
+    if (!st.ok())
+      LogWarning("volume " + cfg_.volume_name + ": the writer lease was lost while the parent link was down (" +
+                 st.message() + "); files open for writing here may conflict with another node's");
+    return;
+  }
   if (job.from == kLocal) return CompleteLocal(job.local_op, st);
   if (job.reply_xid == 0) return;  // a release for a child that is gone
   if (!st.ok()) return SendToChild(job.from, ErrorReply(job.reply_xid, wire));
@@ -449,7 +670,7 @@ void Replica::PumpLease() {
         continue;
       }
     } else {
-      if (LeaseConflicts(j)) {
+      if (!j.reacquire && LeaseConflicts(j)) {
         FinishLease(j, Status::Busy("another node holds the writer lease of volume " + cfg_.volume_name),
                     WireStatus::kBusy);
         lease_jobs_.pop_front();
@@ -465,8 +686,13 @@ void Replica::PumpLease() {
         continue;
       }
       if (cfg_.is_root || target <= lease_held_) {
-        if (j.from == kLocal) ++(j.want == Perm::kRead ? lease_local_shared_ : lease_local_exclusive_);
-        else lease_children_[j.from] = j.want;
+        if (j.reacquire) {
+          // the holders are counted already
+        } else if (j.from == kLocal) {
+          ++(j.want == Perm::kRead ? lease_local_shared_ : lease_local_exclusive_);
+        } else {
+          lease_children_[j.from] = j.want;
+        }
         FinishLease(j, Status::Ok(), WireStatus::kBusy);
         lease_jobs_.pop_front();
         continue;
@@ -756,6 +982,7 @@ bool Replica::StoreForwarded(uint64_t block, Job& j, Time now) {
 // ---- The per-block queue ----
 
 void Replica::Enqueue(uint64_t block, Job job, Time now) {
+  now_ = now;
   runs_[block].jobs.push_back(std::move(job));
   Pump(block, now);
 }
@@ -764,8 +991,13 @@ void Replica::Pump(uint64_t block, Time now) {
   auto it = runs_.find(block);
   if (it == runs_.end()) return;
   BlockRun& run = it->second;
-  if (!connected_) return;  // Start() or a child's CONNECT is under way
+  if (!connected_ && !rejoining_) return;  // Start() or a child's CONNECT is under way
+  if (now < run.retry_at) return;           // the parent said IN_RECOVERY: Tick comes back
   while (!run.jobs.empty() && run.acks == 0 && !run.waiting_parent && !run.recall) {
+    // With the parent link down, only reads the lease still covers go on.
+    const Job& head = run.jobs.front();
+    if (!connected_ && (head.from != kLocal || head.local != LocalKind::kRead || Held(block, now) < Perm::kRead))
+      return;
     if (!Advance(block, run.jobs.front(), now)) return;
     run.jobs.pop_front();
   }
@@ -781,6 +1013,15 @@ bool Replica::Advance(uint64_t block, Job& j, Time now) {
   if (j.op == IoOp::kLock && j.want == Perm::kNone) {  // giving permission back
     if (j.from != kLocal) State(block) = Step(State(block), Event{Event::Kind::kRelease, j.from, Perm::kNone}).next;
     Finish(j, ReplyFor(0));
+    return true;
+  }
+  if (!LeaseValid(now)) {  // every copy from the parent is indeterminate: renew first
+    if (!heartbeat_in_flight_) SendHeartbeat(now);
+    return false;  // PumpAll once renewed
+  }
+  if (BlockedByFailed(block, j.want, j.from)) {
+    if (j.from == kLocal) return false;  // Tick pumps it when the failed child's grants go
+    Fail(j, WireStatus::kInRecovery, "block " + std::to_string(block) + " waits for a failed child's lease");
     return true;
   }
   BlockState now_state = State(block);
@@ -861,7 +1102,14 @@ void Replica::Invalidate(uint64_t block, LinkId child, Perm to, Time now) {
   m.originator = cfg_.self;
   uint64_t id = next_call_++;
   calls_.emplace(id, Call{CallKind::kInvalidate, block, child, to, now});
-  outbox_.push_back(Outgoing{Outgoing::Kind::kCall, false, child, id, std::move(m)});
+  Outgoing o{Outgoing::Kind::kCall, false, child, id, std::move(m)};
+  // Waiting longer than the child's lease is pointless: after it, the child
+  // cannot use what it holds, answer or not.
+  if (auto it = child_lease_end_.find(child); it != child_lease_end_.end())
+    o.timeout = std::max(std::chrono::milliseconds(200),
+                         std::chrono::duration_cast<std::chrono::milliseconds>(it->second - now) +
+                             std::chrono::milliseconds(margin_ms()));
+  outbox_.push_back(std::move(o));
   ++runs_[block].acks;
 }
 
@@ -869,6 +1117,11 @@ void Replica::Invalidate(uint64_t block, LinkId child, Perm to, Time now) {
 // the data travels up to the root; the writer keeps no permission.
 bool Replica::AdvancePut(uint64_t block, Job& j, Time now) {
   if (j.stage == 0) {
+    if (BlockedByFailed(block, Perm::kWrite, j.from)) {
+      if (j.from == kLocal) return false;
+      Fail(j, WireStatus::kInRecovery, "block " + std::to_string(block) + " waits for a failed child's lease");
+      return true;
+    }
     j.stage = 1;
     bool sent = false;
     for (const Grant& g : State(block).grants)
@@ -951,7 +1204,9 @@ bool Replica::AdvanceFlush(uint64_t block, Job& j, Time now) {
         Finish(j, ReplyFor(j.reply_xid));
         return true;
       }
-      if (Held(block, now) != Perm::kWrite) {
+      // What we hold, lease or not: dirty data must go up either way (a
+      // parent that reclaimed our grant meanwhile ignores it).
+      if (StateOf(block).held != Perm::kWrite) {
         Fail(j, WireStatus::kBusy, "no WRITE permission to flush block " + std::to_string(block));
         return true;
       }
@@ -1040,13 +1295,15 @@ void Replica::ServeRecall(uint64_t block, Time now) {
   if (!rc.recalled_children) {
     rc.recalled_children = true;
     for (const Grant& g : State(block).grants)
-      if (g.perm > rc.to) {
+      if (g.perm > rc.to && !failed_.count(g.child)) {
         Invalidate(block, g.child, rc.to, now);
         had_children = true;
       }
     rc.invalidated_children = had_children;
   }
   if (run.acks > 0) return;
+  // A failed child's grant stands until its lease is over (Tick comes back).
+  if (BlockedByFailed(block, rc.to == Perm::kNone ? Perm::kWrite : Perm::kRead, kLocal)) return;
   BlockState& st = State(block);
   Message r = ReplyFor(rc.reply_xid);
   if (data_->IsDirty(block)) {
@@ -1081,6 +1338,15 @@ void Replica::HandleReply(uint64_t call_id, const Status& st, const Message& rep
   const Call call = it->second;
   calls_.erase(it);
   const bool ok = st.ok() && reply.opcode == Opcode::kOkReply;
+  // Any answer from the parent that carries HB_TTL renews our lease.
+  if (ok && reply.hb_ttl_ms && call.kind != CallKind::kInvalidate && !rejoining_)
+    Renewed(call.sent, *reply.hb_ttl_ms, now);
+
+  if (call.kind == CallKind::kHeartbeat) {
+    heartbeat_in_flight_ = false;
+    if (ok && reply.hb_ttl_ms) PumpAll(now);  // what waited for the renewal
+    return;
+  }
 
   if (call.kind == CallKind::kConnect) {
     connecting_ = false;
@@ -1089,7 +1355,16 @@ void Replica::HandleReply(uint64_t call_id, const Status& st, const Message& rep
       parent_volume_id_ = *reply.volume_id;
       if (reply.volume_size) cfg_.volume_size = *reply.volume_size;
       if (reply.block_size) cfg_.block_size = *reply.block_size;
-      if (reply.hb_ttl_ms) cfg_.hb_ttl_ms = *reply.hb_ttl_ms;  // passed down unchanged
+      if (reply.hb_ttl_ms) {
+        cfg_.hb_ttl_ms = std::min(cfg_.hb_ttl_ms, *reply.hb_ttl_ms);  // what we pass down, at most
+        Renewed(call.sent, *reply.hb_ttl_ms, now);
+      }
+      next_heartbeat_ = now + std::chrono::milliseconds(heartbeat_ms());
+      if (rejoining_) {
+        rejoining_ = false;
+        ++rejoins_;
+        ResetAfterRejoin(now);
+      }
     } else {
       connect_error_ = !st.ok() ? st.message()
                        : reply.status ? std::string("the parent answered ") + WireStatusName(*reply.status)
@@ -1154,12 +1429,11 @@ void Replica::HandleReply(uint64_t call_id, const Status& st, const Message& rep
 
   if (call.kind == CallKind::kInvalidate) {
     --run.acks;
-    if (!ok)
-      LogWarning("volume " + cfg_.volume_name + ": INVALIDATE of block " + std::to_string(block) + " at child " +
-                 std::to_string(call.child) + " failed (" + (st.ok() ? Describe(reply) : st.ToString()) +
-                 "); its grant is dropped");
+    if (!ok)  // its grants stand until its lease is over, then go
+      ChildFailed(call.child, now,
+                  "INVALIDATE of block " + std::to_string(block) + " failed: " + (st.ok() ? Describe(reply) : st.ToString()));
     BlockState& bs = State(block);
-    bs = Step(bs, Event{Event::Kind::kInvalidateAck, call.child, ok ? call.to : Perm::kNone}).next;
+    if (ok) bs = Step(bs, Event{Event::Kind::kInvalidateAck, call.child, call.to}).next;
     if (ok && reply.data && reply.data->size() == cfg_.block_size) {
       data_->Put(block, *reply.data, /*dirty=*/!cfg_.is_root);  // a child's write, recalled
       bs.version = std::max(bs.version + 1, reply.version.value_or(0));
@@ -1173,6 +1447,13 @@ void Replica::HandleReply(uint64_t call_id, const Status& st, const Message& rep
   run.waiting_parent = false;
   if (run.jobs.empty()) return Pump(block, now);
   Job& j = run.jobs.front();
+  if (st.ok() && reply.opcode == Opcode::kErrReply && reply.status == WireStatus::kInRecovery) {
+    // Above us a failed node's grant holds the block for a while: ask again
+    // shortly (the caller's own deadline bounds the wait).
+    run.retry_at = now + std::chrono::milliseconds(100);
+    if (j.stage > 0) --j.stage;
+    return;
+  }
   if (j.op == IoOp::kPut || j.op == IoOp::kFlush || j.local == LocalKind::kForward || j.local == LocalKind::kDrop) {
     if (!st.ok()) {
       Fail(j, WireStatus::kBusy, "parent unreachable: " + st.ToString());

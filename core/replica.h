@@ -52,7 +52,12 @@ struct ReplicaConfig {
   uint64_t volume_size = 0;      // the root's; learned at CONNECT elsewhere
   uint32_t block_size = 4096;    // likewise
   uint32_t grant_ttl_ms = 1200 * 1000;  // the root's TTL on every grant
-  uint32_t hb_ttl_ms = 30 * 1000;       // the root's global lease
+  uint32_t hb_ttl_ms = 30 * 1000;       // the root's global lease; below it, a cap on it
+  uint32_t heartbeat_ms = 0;            // HEARTBEAT period; 0: a quarter of the lease
+  // Added to a child's lease before its parent acts on its failure: covers
+  // clocks that run at slightly different rates. 0: a tenth of the lease
+  // (at least 100 ms).
+  uint32_t lease_margin_ms = 0;
   uint8_t max_hops = 16;
   Originator self{};             // this node's address, for loop detection
   bool keep_copies = true;       // a proxy keeps a READ copy of what passes through
@@ -74,6 +79,19 @@ struct Outgoing {
   LinkId child = 0;    // the destination when !to_parent
   uint64_t call_id = 0;
   Message msg;
+  // A kCall that must fail by then if unanswered; 0: the transport's
+  // default (io_timeout).
+  std::chrono::milliseconds timeout{0};
+};
+
+// The global lease and failures, for stats and status.
+struct LeaseInfo {
+  bool valid = false;             // copies from the parent may be used (always on the root)
+  int64_t ms_left = 0;            // until the lease lapses (0 when it has)
+  int64_t ms_since_renewal = -1;  // since the last renewal was sent; -1: never
+  uint64_t frozen_blocks = 0;     // blocks a failed child's grants hold up
+  uint64_t failed_children = 0;   // children declared failed, ever
+  uint64_t rejoins = 0;           // times this node joined its parent again
 };
 
 struct LocalDone {
@@ -145,9 +163,27 @@ class Replica {
   // (shared) or kWrite (exclusive).
   Perm lease() const;
 
-  // A child went away: its grants and its lease are forgotten. (Recovery
-  // freezes them: later.)
-  void OnChildGone(LinkId child);
+  // A child's link closed. Unless it said DISCONNECT, the child has failed:
+  // see ChildFailed.
+  void OnChildGone(LinkId child, Time now);
+
+  // Time passes: a child sends HEARTBEAT when one is due; a parent declares
+  // failed the children whose lease has lapsed, and releases the grants of
+  // failed children whose lease (plus the margin) has ended. Call it often
+  // (every 100 ms or so); nothing times out without it.
+  void Tick(Time now);
+  // The link to the parent is gone. Copies stay usable until the lease
+  // lapses; requests that need the parent wait.
+  void OnParentLost(Time now);
+  // A new link to the parent is up: CONNECT again. Once joined, everything
+  // held through the old link is void: copies are dropped (unflushed writes
+  // are lost, and logged), children are declared failed (they join again),
+  // and the writer lease is asked for again.
+  void Rejoin(Time now);
+  // Children declared failed since the last call: the caller closes their
+  // links.
+  std::vector<LinkId> TakeFailedChildren();
+  LeaseInfo lease_info(Time now) const;
 
   std::vector<Outgoing> TakeOutbox();
   std::vector<LocalDone> TakeLocalDone();
@@ -193,6 +229,7 @@ class Replica {
     int acks = 0;               // INVALIDATEs to children in flight
     bool waiting_parent = false;
     std::optional<Recall> recall;
+    Time retry_at{};  // after IN_RECOVERY from the parent: ask again then
   };
   struct LeaseJob {  // acquires (want READ/WRITE) or gives back (want NONE)
     LinkId from = kLocal;
@@ -203,8 +240,9 @@ class Replica {
     uint8_t hops = 0;
     Originator originator{};
     Perm asked = Perm::kNone;  // what went up to the parent
+    bool reacquire = false;    // after a rejoin: ask the parent again, holders unchanged
   };
-  enum class CallKind { kConnect, kUpstream, kInvalidate, kSync, kLease };
+  enum class CallKind { kConnect, kUpstream, kInvalidate, kSync, kLease, kHeartbeat };
   struct Call {
     CallKind kind;
     uint64_t block = 0;
@@ -257,6 +295,24 @@ class Replica {
   void Invalidate(uint64_t block, LinkId child, Perm to, Time now);
   uint64_t LeaseLocal(Perm want, bool shared);
   void PumpLease();
+  // ---- Leases and failures ----
+  uint32_t heartbeat_ms() const;
+  uint32_t margin_ms() const;
+  // The HB_TTL to give a child now: our own lease's remainder at most.
+  uint32_t HbTtlFor(Time now) const;
+  bool LeaseValid(Time now) const { return cfg_.is_root || now < lease_until_; }
+  void SendHeartbeat(Time now);
+  void Renewed(Time sent, uint32_t hb_ttl_ms, Time now);
+  // A child stops being served: its writer lease goes back, and its grants
+  // are held (blocking conflicting requests) until its lease has surely
+  // lapsed, then released.
+  void ChildFailed(LinkId child, Time now, const std::string& why);
+  void ReleaseChild(LinkId child);
+  // A failed child still holds a grant on `block` that conflicts with
+  // `want` (for anyone but `except`).
+  bool BlockedByFailed(uint64_t block, Perm want, LinkId except) const;
+  void ResetAfterRejoin(Time now);
+  void PumpAll(Time now);
   // Whether `job` can be granted here: no holder other than the requester
   // conflicts with it.
   bool LeaseConflicts(const LeaseJob& job) const;
@@ -315,6 +371,20 @@ class Replica {
   int lease_local_shared_ = 0;
   std::unordered_map<LinkId, Perm> lease_children_;
   Perm lease_held_ = Perm::kNone;  // from the parent (the root's is implicit)
+  // Leases (child side): copies are usable only before lease_until_.
+  Time now_{};  // of the event being handled
+  Time lease_until_{};
+  Time next_heartbeat_{};
+  Time last_renewal_{};
+  bool heartbeat_in_flight_ = false;
+  bool ever_renewed_ = false;
+  bool rejoining_ = false;
+  uint64_t rejoins_ = 0;
+  // Leases (parent side).
+  std::unordered_map<LinkId, Time> child_lease_end_;  // as granted to each live child
+  std::unordered_map<LinkId, Time> failed_;           // failed children: when their grants go
+  std::vector<LinkId> failed_to_close_;
+  uint64_t failed_children_ = 0;
   std::vector<Outgoing> outbox_;
   std::vector<LocalDone> local_done_;
 };

@@ -133,11 +133,11 @@ TEST_CASE("Example One: a read through a proxy that connects upward and remaps t
       "E->C CONNECT name=volume_X",
       "C->A CONNECT name=volume_X",                         // C lacks volume_X
       "A->C OK_REPLY name=volume_X vol=32002 hb_ttl=30000",
-      "C->E OK_REPLY name=volume_X vol=26924852 hb_ttl=30000",  // C's own ID
+      "C->E OK_REPLY name=volume_X vol=26924852 hb_ttl=28000",  // C's own ID; C's lease, less the round trip
       "E->C IO_REQUEST/GET vol=26924852 block=7 perm=READ",
       "C->A IO_REQUEST/GET vol=32002 block=7 perm=READ",     // mapped back
       "A->C OK_REPLY vol=32002 block=7 perm=READ ttl=1200000 hb_ttl=30000 data",
-      "C->E OK_REPLY vol=26924852 block=7 perm=READ ttl=1198000 hb_ttl=30000 data",  // less the 2 s round trip
+      "C->E OK_REPLY vol=26924852 block=7 perm=READ ttl=1198000 hb_ttl=28000 data",  // less the 2 s round trip
   });
   CHECK(CopyAt(t.net, "C", 7) == Fill('o'));  // C kept a copy
   CHECK(CopyAt(t.net, "E", 7) == Fill('o'));
@@ -154,9 +154,10 @@ TEST_CASE("Example Two: the proxy serves the second child from its copy, with th
   CHECK(t.Local("F", 7, Perm::kRead).ok());
   CHECK(t.net.TakeLog() == Log{
       "F->C CONNECT name=volume_X",
-      "C->F OK_REPLY name=volume_X vol=26924852 hb_ttl=30000",  // C knows volume_X now
+      "C->F OK_REPLY name=volume_X vol=26924852 hb_ttl=25000",  // C knows volume_X now; its lease
+                                                                // (renewed by HEARTBEATs meanwhile) has 25 s left
       "F->C IO_REQUEST/GET vol=26924852 block=7 perm=READ",
-      "C->F OK_REPLY vol=26924852 block=7 perm=READ ttl=1150000 hb_ttl=30000 data",  // nothing went to A
+      "C->F OK_REPLY vol=26924852 block=7 perm=READ ttl=1150000 hb_ttl=25000 data",  // nothing went to A
   });
   CHECK(CopyAt(t.net, "F", 7) == Fill('o'));
 }
@@ -213,7 +214,7 @@ TEST_CASE("Example Four: an asynchronous write through a proxy, flushed later wi
       // 2 s round trip); here A also spent 2 s recalling C's copy before it
       // granted, so B, which cannot know when A's clock started, gives D
       // 1200 - 4 s: never more than A has left.
-      "B->D OK_REPLY vol=32002 block=7 perm=WRITE ttl=1196000 hb_ttl=30000 data",
+      "B->D OK_REPLY vol=32002 block=7 perm=WRITE ttl=1196000 hb_ttl=27500 data",  // a HEARTBEAT renewed B meanwhile
   });
   // D holds WRITE now: its next write is local, nothing goes on the wire.
   CHECK(t.Write("D", 7, Fill('y')).ok());
@@ -256,7 +257,7 @@ TEST_CASE("a recall that reaches dirty data brings it up before anyone reads") {
       "B->A OK_REPLY vol=32002 block=7 data",
       "A->C OK_REPLY vol=32002 block=7 perm=READ ttl=1200000 hb_ttl=30000 data",
       // A spent 2 s recalling B's copy before it granted: 1200 - 4 s left.
-      "C->E OK_REPLY vol=26924852 block=7 perm=READ ttl=1196000 hb_ttl=30000 data",
+      "C->E OK_REPLY vol=26924852 block=7 perm=READ ttl=1196000 hb_ttl=26000 data",
   });
   CHECK(CopyAt(t.net, "E", 7) == Fill('d'));
   CHECK(StoreBlock(t.net, 7) == Fill('d'));
@@ -660,6 +661,7 @@ TEST_CASE("a sync barrier whose block flush fails ends with that error") {
   joined.volume_id = 32002;
   joined.volume_size = 64 * kBs;
   joined.block_size = kBs;
+  joined.hb_ttl_ms = 30000;
   d.OnReply(out[0].call_id, Status::Ok(), joined, Time{});
   REQUIRE(d.connected());
   // A write: D asks for WRITE, and the parent grants it with the block.
@@ -756,10 +758,14 @@ TEST_CASE("the writer lease: one exclusive holder in the tree, shared ones toget
   CHECK(t.net.replica("F").lease() == Perm::kRead);         // and F keeps its shared lease
   for (const char* n : {"D", "E", "F", "A"}) REQUIRE(Lease(t, n, true, false).ok());
 
-  // A child that goes away gives its lease back with it.
+  // A child whose link goes gives its lease back with it, once its global
+  // lease has lapsed: until then it may still be writing.
   REQUIRE(Lease(t, "F", false).ok());
-  t.net.Act("C", [](Replica& r, Time) { r.OnChildGone(2); return 0; });  // F is C's link 2
+  t.net.SetDown("F", true);
+  t.net.Act("C", [](Replica& r, Time now) { r.OnChildGone(2, now); return 0; });  // F is C's link 2
   t.net.Run();
+  CHECK(Lease(t, "D", false).code() == Status::Code::kBusy);
+  t.net.Advance(34000ms);  // the 30 s lease and its 3 s margin
   CHECK(Lease(t, "D", false).ok());
 }
 
@@ -832,9 +838,117 @@ TEST_CASE("the writer lease: a child that leaves while its request is upstream d
   t.net.TakeLog();
   t.net.Act("E", [](Replica& r, Time now) { return r.AcquireLeaseLocal(false, now); });
   t.net.Run(2);  // E->C and C->A delivered; A's answer is on its way
-  t.net.Act("C", [](Replica& r, Time) { r.OnChildGone(1); return 0; });  // E is C's link 1
+  t.net.SetDown("E", true);
+  t.net.Act("C", [](Replica& r, Time now) { r.OnChildGone(1, now); return 0; });  // E is C's link 1
   t.net.Run();
   Log log = t.net.TakeLog();
   CHECK(std::find(log.begin(), log.end(), "C->A IO_REQUEST/LOCK vol=32002 perm=NONE") != log.end());
   CHECK(Lease(t, "D", false).ok());
+}
+
+// ---- Leases and failures (issue 4) ----
+
+TEST_CASE("leases: a node stopped past its lease blocks a write elsewhere until the lease is over, then reads the new bytes") {
+  Fig7 t;
+  t.Join("E");
+  t.Join("F");
+  REQUIRE(t.Read("E", 7) == Fill('o'));
+  const LeaseInfo before = t.net.replica("E").lease_info(t.net.now());
+  REQUIRE(before.valid);
+  const Time stopped = t.net.now();
+  t.net.SetDown("E", true);  // SIGSTOP, holding a READ copy
+  Time written{};
+  t.net.on_done = [&](const std::string& node, const LocalDone&) {
+    if (node == "F") written = t.net.now();
+  };
+  uint64_t w = t.net.Act("F", [](Replica& r, Time now) { return r.WriteLocal(7, 0, Fill('f'), now); });
+  t.net.Advance(40000ms);
+  REQUIRE(t.net.done("F").count(w));
+  CHECK(t.net.done("F")[w].ok());
+  // C could not recall E's copy; it waited until E could no longer use it.
+  CHECK(written >= stopped + std::chrono::milliseconds(before.ms_left));
+  CHECK(t.net.replica("C").lease_info(t.net.now()).failed_children == 1);
+  t.net.SetDown("E", false);  // SIGCONT: C closed its link, so E joins again
+  t.net.Advance(2000ms);
+  CHECK(t.net.replica("E").lease_info(t.net.now()).rejoins == 1);
+  CHECK(t.Read("E", 7) == Fill('f'));
+}
+
+TEST_CASE("leases: past its lease a node asks before using its cache; renewed in time, nothing is fetched again") {
+  Fig7 t;
+  t.Join("E");
+  REQUIRE(t.Read("E", 7) == Fill('o'));
+  const int64_t left = t.net.replica("E").lease_info(t.net.now()).ms_left;
+  t.net.SetDown("E", true);
+  t.net.Advance(std::chrono::milliseconds(left + 500));  // lapsed, but within C's margin
+  t.net.SetDown("E", false);
+  CHECK_FALSE(t.net.replica("E").lease_info(t.net.now()).valid);
+  t.net.TakeLog();
+  uint64_t r = t.net.Act("E", [](Replica& rep, Time now) { return rep.ReadLocal(7, now); });
+  CHECK_FALSE(t.net.done("E").count(r));  // not from the cache, not yet
+  t.net.Advance(1000ms);                  // a HEARTBEAT renews the lease
+  REQUIRE(t.net.done("E").count(r));
+  CHECK(t.net.reads("E")[r] == Fill('o'));
+  CHECK(t.net.TakeLog().empty());  // no GET: the copy was still good
+  CHECK(t.net.replica("E").lease_info(t.net.now()).rejoins == 0);
+}
+
+namespace {
+
+// `writer` writes block 7 while `reader` reads it once a second for 40 s.
+// Whether the reader ever returned the old bytes ('o') after the write had
+// completed, and when that was.
+struct WriteSeen {
+  Status status;
+  Time written{};
+  bool stale = false;
+};
+
+WriteSeen WriteWhileReading(Fig7& t, const std::string& writer, const std::string& reader, char fill) {
+  auto seen = std::make_shared<WriteSeen>();
+  t.net.on_done = [&t, seen, writer, reader](const std::string& node, const LocalDone& d) {
+    if (node == writer && seen->written == Time{}) seen->written = t.net.now();
+    if (node == reader && seen->written != Time{} && d.data == Fill('o')) seen->stale = true;
+  };
+  uint64_t w = t.net.Act(writer, [fill](Replica& r, Time now) { return r.WriteLocal(7, 0, Fill(fill), now); });
+  for (int i = 0; i < 40; ++i) {
+    t.net.Act(reader, [](Replica& r, Time now) { return r.ReadLocal(7, now); });
+    t.net.Advance(1000ms);
+  }
+  REQUIRE(t.net.done(writer).count(w));
+  seen->status = t.net.done(writer)[w];
+  return *seen;
+}
+
+}  // namespace
+
+TEST_CASE("leases: a stopped proxy's children stop using their copies; after it comes back everyone reads the new bytes") {
+  Fig7 t;
+  t.Join("D");
+  t.Join("E");
+  REQUIRE(t.Read("E", 7) == Fill('o'));  // copies at C and E
+  t.net.SetDown("C", true);
+  // E keeps reading while C is stopped: from its cache until its lease
+  // (cut to C's) lapses, then not at all.
+  WriteSeen seen = WriteWhileReading(t, "D", "E", 'd');
+  CHECK(seen.status.ok());
+  CHECK_FALSE(seen.stale);
+  t.net.SetDown("C", false);
+  t.net.Advance(5000ms);  // C joins A again; E joins C again
+  CHECK(t.net.replica("C").lease_info(t.net.now()).rejoins == 1);
+  CHECK(t.Read("E", 7) == Fill('d'));
+}
+
+TEST_CASE("leases: a killed proxy's grants stand until its lease is over, because its children may still read") {
+  Fig7 t;
+  t.Join("D");
+  t.Join("E");
+  REQUIRE(t.Read("E", 7) == Fill('o'));  // copies at C and E
+  const Time killed = t.net.now();
+  const int64_t c_left = t.net.replica("C").lease_info(killed).ms_left;
+  t.net.Kill("C");  // A sees C's link close at once
+  WriteSeen seen = WriteWhileReading(t, "D", "E", 'd');  // E still has its copy
+  CHECK(seen.status.ok());
+  CHECK(seen.written >= killed + std::chrono::milliseconds(c_left));  // not before C's lease (and so E's) lapsed
+  CHECK_FALSE(seen.stale);
 }

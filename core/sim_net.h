@@ -1,7 +1,14 @@
 // SimNet: an in-process network of Replicas with a simulated clock, for
 // socket-free tests and simulations of whole trees. Messages travel with a
 // per-link one-way latency and arrive in time order (FIFO per link, as on
-// TCP). Every delivery is logged as "FROM->TO summary".
+// TCP). Every delivery is logged as "FROM->TO summary", except heartbeats.
+//
+// Time moves in two ways. Run() delivers what is in flight, the clock
+// jumping to each arrival. Advance() lets time pass as it would for real
+// nodes: every node is ticked every 100 ms (heartbeats, failure detection),
+// messages arrive when due, and calls that got no answer fail at their
+// timeout (60 s unless the caller set one). A node set down (SetDown) is as if stopped: it neither ticks nor
+// receives, and what it is sent, or sends, is lost.
 #pragma once
 
 #include <chrono>
@@ -38,9 +45,16 @@ class SimNet {
     Collect(name);
     return result;
   }
-  // Delivers messages until none are in flight (at most `limit` deliveries).
+  // Delivers messages until none but heartbeats are in flight (at most
+  // `limit` deliveries), ticking the nodes as the clock moves.
   void Run(size_t limit = 100000);
-  void Advance(std::chrono::milliseconds d) { now_ += d; }
+  void Advance(std::chrono::milliseconds d);
+  // A node set down is stopped (SIGSTOP); set up again, it goes on where it
+  // was (SIGCONT), and rejoins if its parent closed its link meanwhile.
+  void SetDown(const std::string& name, bool down);
+  // The node dies (SIGKILL): its links close at once, so its parent and
+  // children see them go; it never comes back.
+  void Kill(const std::string& name);
   Time now() const { return now_; }
 
   std::vector<std::string> TakeLog() { return std::exchange(log_, {}); }
@@ -69,22 +83,43 @@ class SimNet {
     std::unique_ptr<Replica> replica;
     std::map<uint64_t, Status> done;
     std::map<uint64_t, std::vector<uint8_t>> reads;
+    bool down = false;
+    bool link_lost = false;  // the parent closed our link while we were down
+  };
+  struct PendingCall {
+    uint64_t call_id;
+    bool heartbeat;
+    std::string to;
   };
   struct Delivery {
     std::string from, to;
     bool from_parent;  // delivered to `to` as coming from its parent
+    bool heartbeat = false;  // a HEARTBEAT or its answer
     Message msg;
   };
 
   void Collect(const std::string& name);
   void Deliver(const Delivery& d);
+  void TickAll();
+  // The parent `parent` declared `child` failed and closed their link: calls
+  // on it fail, what is in flight on it is lost, and (once the child runs)
+  // the child joins again over a new link.
+  void CloseLink(const std::string& parent, const std::string& child);
+  void Reconnect(const std::string& child);
+  // Ticks every node at each 100 ms boundary up to `t`.
+  void TickUntil(Time t);
+  size_t busy_ = 0;  // deliveries in flight other than heartbeats
+  // Fails the calls whose timeout is at or before now_ and are unanswered.
+  void ExpireCalls();
   std::chrono::milliseconds Latency(const std::string& a, const std::string& b) const;
 
   Time now_;
   std::map<std::string, SimNode> nodes_;
   std::multimap<Time, Delivery> in_flight_;
-  // (node, wire xid) -> that node's call id, for routing replies.
-  std::map<std::pair<std::string, uint64_t>, uint64_t> calls_;
+  // (node, wire xid) -> that node's call, for routing replies.
+  std::map<std::pair<std::string, uint64_t>, PendingCall> calls_;
+  std::multimap<Time, std::pair<std::string, uint64_t>> timeouts_;  // when each call gives up
+  Time next_tick_{};
   uint64_t next_xid_ = 1;
   std::vector<std::string> log_;
 };

@@ -118,7 +118,7 @@ asio::awaitable<void> TreeNode::AcceptLoop() {
         [this, link](const std::shared_ptr<Connection>&, const Status& why) {
           LogInfo("child link " + std::to_string(link) + " closed: " + why.message());
           children_.erase(link);
-          replica_.OnChildGone(link);
+          replica_.OnChildGone(link, Now());
           {
             std::lock_guard lock(counters_mu_);
             counters_.children = children_.size();
