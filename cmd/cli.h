@@ -31,6 +31,11 @@ bool ValidVolumeName(const std::string& name);
 // A fresh identity for this node's share of volume `name`: a volume ID of
 // its own for its children, and an originator address for loop detection.
 ReplicaConfig NewReplicaConfig(const std::string& name);
+class CommandLine;
+// --lease and --heartbeat, for every command that runs a tree node.
+void AddLeaseOptions(CommandLine& cl);
+// Checks them and puts them in *cfg; false, with *why, on a bad value.
+bool ApplyLeaseOptions(const CommandLine& cl, ReplicaConfig* cfg, std::string* why);
 // `path` made absolute against the current directory (a daemon runs in /).
 std::string AbsolutePath(const std::string& path);
 int Fail(const std::string& sub, const std::string& why);        // prints, returns 1

@@ -103,9 +103,12 @@ int Mount(const Args& args) {
       ("log-file", po::value<std::string>(), "append log lines to this file (default: stderr in the foreground, syslog otherwise)")
       ("verbose,v", "log debug lines too")
       ("fuse-debug", "trace every FUSE request to stderr (implies --foreground)");
+  AddLeaseOptions(cl);
   int rc;
   if (!cl.Parse(args, &rc)) return rc;
   const bool child = cl.Has("parent");
+  ReplicaConfig lease_cfg;
+  if (std::string why; !ApplyLeaseOptions(cl, &lease_cfg, &why)) return UsageError(sub, why);
   if (child && cl.Has("export")) return UsageError(sub, "--export (a root) and --parent (a child) exclude each other");
   if (child && !cl.Has("volume")) return UsageError(sub, "--parent needs --volume NAME");
   if (!child && cl.Has("volume")) return UsageError(sub, "--volume goes with --parent");
@@ -228,6 +231,8 @@ int Mount(const Args& args) {
     auto data = std::make_unique<MapBlockData>();
     ReplicaConfig cfg = NewReplicaConfig(name);
     cfg.connect_flags = join_flags;
+    cfg.hb_ttl_ms = lease_cfg.hb_ttl_ms;
+    cfg.heartbeat_ms = lease_cfg.heartbeat_ms;
     auto tree = std::make_unique<net::TreeNode>(tree_opts, cfg, data.get());
     add_tree_volume(std::make_unique<net::TreeVolume>(name, nullptr, std::move(data), std::move(tree)));
   }
@@ -255,6 +260,8 @@ int Mount(const Args& args) {
     // A root with children: local I/O goes through the protocol too, so its
     // own writes recall the children's copies.
     ReplicaConfig cfg = NewReplicaConfig(e.name);
+    cfg.hb_ttl_ms = lease_cfg.hb_ttl_ms;
+    cfg.heartbeat_ms = lease_cfg.heartbeat_ms;
     cfg.volume_size = size;
     cfg.block_size = bs;
     cfg.root_sync = [v = volume.get()] { return v->Flush(); };  // a barrier ends here
@@ -284,7 +291,14 @@ int Mount(const Args& args) {
       t.child_addresses = tv->node().child_addresses();
       t.traffic = tv->node().traffic();
       static const char* kLease[] = {"none", "shared", "exclusive"};
-      t.lease = kLease[static_cast<int>(tv->node().lease())];
+      t.writer_lease = kLease[static_cast<int>(tv->node().lease())];
+      const LeaseInfo li = tv->node().lease_info();
+      t.lease_valid = li.valid;
+      t.lease_ms_left = li.ms_left;
+      t.ms_since_renewal = li.ms_since_renewal;
+      t.frozen_blocks = li.frozen_blocks;
+      t.failed_children = li.failed_children;
+      t.rejoins = li.rejoins;
       return t;
     }, [tv] { tv->node().ResetTraffic(); });
   }

@@ -27,6 +27,7 @@ int Serve(const Args& args) {
       ("foreground,f", "stay in the foreground and log to stderr")
       ("log-file", po::value<std::string>(), "append log lines to this file (default: stderr in the foreground, syslog otherwise)")
       ("port-file", po::value<std::string>(), "write the listening port here once serving (useful with port 0)");
+  AddLeaseOptions(cl);
   int rc;
   if (!cl.Parse(args, &rc)) return rc;
   for (const char* needed : {"parent", "volume", "listen"})
@@ -48,6 +49,7 @@ int Serve(const Args& args) {
   opts.listen = cl.Get<std::string>("listen");
   opts.io_timeout = std::chrono::milliseconds(static_cast<int64_t>(io_timeout * 1000));
   ReplicaConfig cfg = NewReplicaConfig(cl.Get<std::string>("volume"));
+  if (std::string why; !ApplyLeaseOptions(cl, &cfg, &why)) return UsageError(sub, why);
   MapBlockData copies;
   net::TreeNode node(opts, cfg, &copies);
 

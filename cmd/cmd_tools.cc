@@ -43,6 +43,30 @@ ReplicaConfig NewReplicaConfig(const std::string& name) {
   return cfg;
 }
 
+void AddLeaseOptions(CommandLine& cl) {
+  cl.Options()
+      ("lease", po::value<double>()->default_value(10), "seconds a node's copies stay usable without word from its parent (the HB_TTL a root gives; below it, a cap)")
+      ("heartbeat", po::value<double>(), "seconds between HEARTBEATs to the parent (default: a quarter of the lease)");
+}
+
+bool ApplyLeaseOptions(const CommandLine& cl, ReplicaConfig* cfg, std::string* why) {
+  const double lease = cl.Get<double>("lease");
+  if (!(lease >= 0.5) || lease > 3600) {
+    *why = "--lease must be from 0.5 to 3600 seconds";
+    return false;
+  }
+  cfg->hb_ttl_ms = static_cast<uint32_t>(lease * 1000);
+  if (cl.Has("heartbeat")) {
+    const double hb = cl.Get<double>("heartbeat");
+    if (!(hb >= 0.05) || hb > lease / 2) {
+      *why = "--heartbeat must be from 0.05 seconds to half the lease";
+      return false;
+    }
+    cfg->heartbeat_ms = static_cast<uint32_t>(hb * 1000);
+  }
+  return true;
+}
+
 std::string AbsolutePath(const std::string& path) {
   if (path.empty() || path.front() == '/') return path;
   char cwd[4096];
@@ -166,6 +190,25 @@ std::string Num(const json& j) {
   return j.dump();
 }
 
+// "valid, 8.2 s left, renewed 1.3 s ago".
+std::string LeaseLine(const json& t) {
+  if (!t.contains("lease")) return "unknown";
+  const json& l = t["lease"];
+  std::ostringstream o;
+  o << std::fixed << std::setprecision(1);
+  o << (l.value("valid", false) ? "valid, " : "LAPSED (nothing cached is used until it is renewed), ")
+    << l.value("ms_left", 0) / 1000.0 << " s left";
+  const int64_t since = l.value("ms_since_renewal", -1);
+  if (since >= 0) o << ", renewed " << since / 1000.0 << " s ago";
+  return o.str();
+}
+
+// "0 frozen blocks, 0 failed children, 0 rejoins".
+std::string FailureLine(const json& t) {
+  return std::to_string(t.value("frozen_blocks", 0)) + " frozen blocks, " + std::to_string(t.value("failed_children", 0)) +
+         " failed children, " + std::to_string(t.value("rejoins", 0)) + " rejoins";
+}
+
 // "GET 3, FLUSH 1", or "none".
 std::string Counts(const json& by_kind) {
   std::string out;
@@ -192,6 +235,8 @@ void PrintTable(const json& s) {
     std::cout << "tree: " << (parent.empty() ? "root" : "below " + parent);
     if (t.value("listen_port", 0) > 0) std::cout << ", serving children on port " << t.value("listen_port", 0);
     std::cout << ", " << t.value("children", 0) << " children\n";
+    if (!parent.empty()) std::cout << "  lease: " << LeaseLine(t) << "\n";
+    std::cout << "  failures: " << FailureLine(t) << "\n";
     if (t.contains("traffic")) PrintTraffic(t["traffic"]);
   }
   std::string err = s.value("last_error", "");
@@ -320,14 +365,16 @@ int ShowStatus(const Args& args) {
   const json& t = s["tree"];
   const std::string parent = t.value("parent", "");
   std::cout << "  parent:   " << (parent.empty() ? "none (this is the root)" : parent) << "\n";
+  if (!parent.empty()) std::cout << "  lease:    " << LeaseLine(t) << "\n";
+  std::cout << "  failures: " << FailureLine(t) << "\n";
   const int port = t.value("listen_port", 0);
   std::cout << "  serving:  " << (port > 0 ? "children on port " + std::to_string(port) : std::string("no children (no --listen)")) << "\n";
   const json& kids = t.contains("child_addresses") ? t["child_addresses"] : json::array();
   std::cout << "  children: " << kids.size();
   for (size_t i = 0; i < kids.size(); ++i) std::cout << (i == 0 ? " (connected from " : ", ") << kids[i].get<std::string>();
   std::cout << (kids.empty() ? "" : ")") << "\n";
-  const std::string lease = t.value("lease", "none");
-  std::cout << "  lease:    "
+  const std::string lease = t.value("writer_lease", "none");
+  std::cout << "  writer:   "
             << (lease == "none" ? std::string("none (the image is not open for writing here)")
                                 : lease + " (the image is open for writing here)")
             << "\n";

@@ -28,7 +28,13 @@ struct TreeStats {
   uint64_t calls_to_children = 0;
   uint64_t local_timeouts = 0;
   std::vector<std::string> child_addresses;  // where each child connects from
-  std::string lease;  // the writer lease held here: "none", "shared" or "exclusive"
+  std::string writer_lease;  // held by this node's open files: "none", "shared" or "exclusive"
+  bool lease_valid = true;          // the global lease from the parent (always on the root)
+  int64_t lease_ms_left = 0;
+  int64_t ms_since_renewal = -1;    // -1: never renewed (the root)
+  uint64_t frozen_blocks = 0;       // blocks a failed child's grants still hold
+  uint64_t failed_children = 0;
+  uint64_t rejoins = 0;
   TrafficSnapshot traffic;
 };
 

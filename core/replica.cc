@@ -291,6 +291,8 @@ void Replica::HandleChildMessage(LinkId child, const Message& m, Time now) {
       return SendToChild(child, std::move(r));
     }
     case Opcode::kDisconnect:  // leaving on purpose: nothing to wait for
+      LogInfo("volume " + cfg_.volume_name + ": child link " + std::to_string(child) + " left");
+      departed_.insert(child);
       ReleaseChild(child);
       child_lease_end_.erase(child);
       child_flags_.erase(child);
@@ -400,7 +402,7 @@ void Replica::HandleIo(LinkId child, const Message& m, Time now) {
 
 void Replica::OnChildGone(LinkId child, Time now) {
   now_ = now;
-  if (failed_.count(child)) return;
+  if (failed_.count(child) || departed_.erase(child)) return;
   ChildFailed(child, now, "its link closed");
 }
 
@@ -431,19 +433,22 @@ uint32_t Replica::HbTtlFor(Time now) const {
   return LeaseValid(now) ? std::min(cfg_.hb_ttl_ms, MsUntil(now, lease_until_)) : 0;
 }
 
+void Replica::CallParentBare(Opcode op, Call c, std::chrono::milliseconds timeout) {
+  Message m;
+  m.opcode = op;
+  m.originator = cfg_.self;
+  m.hops_left = 1;
+  CallParent(std::move(m), c);
+  outbox_.back().timeout = timeout;
+}
+
 void Replica::SendHeartbeat(Time now) {
   if (cfg_.is_root || !connected_ || heartbeat_in_flight_) return;
   heartbeat_in_flight_ = true;
   next_heartbeat_ = now + std::chrono::milliseconds(heartbeat_ms());
-  Message m;
-  m.opcode = Opcode::kHeartbeat;
-  m.originator = cfg_.self;
-  m.hops_left = 1;
-  Call c{CallKind::kHeartbeat};
-  c.sent = now;
-  CallParent(std::move(m), c);
   // An answer later than the lease is of no use.
-  outbox_.back().timeout = std::chrono::milliseconds(std::max<uint32_t>(cfg_.hb_ttl_ms / 2, 100));
+  CallParentBare(Opcode::kHeartbeat, Call{CallKind::kHeartbeat},
+                 std::chrono::milliseconds(std::max<uint32_t>(cfg_.hb_ttl_ms / 2, 100)));
 }
 
 // Counted from when the request left: the parent's record of our lease
@@ -521,6 +526,23 @@ void Replica::PumpAll(Time now) {
     if (it->second.recall) ServeRecall(b, now);
     else Pump(b, now);
   }
+}
+
+uint64_t Replica::LeaveLocal(Time now) {
+  now_ = now;
+  const uint64_t op = next_local_++;
+  bool children_hold = false;
+  for (const auto& [block, st] : states_)
+    for (const Grant& g : st.grants)
+      if (g.perm > Perm::kNone) children_hold = true;
+  if (cfg_.is_root || !connected_ || children_hold) {
+    CompleteLocal(op, Status::Ok());
+    return op;
+  }
+  Call c{CallKind::kLeave};
+  c.sync = op;
+  CallParentBare(Opcode::kDisconnect, c, std::chrono::milliseconds(2000));
+  return op;
 }
 
 std::vector<LinkId> Replica::TakeFailedChildren() { return std::exchange(failed_to_close_, {}); }
@@ -1341,6 +1363,11 @@ void Replica::HandleReply(uint64_t call_id, const Status& st, const Message& rep
   // Any answer from the parent that carries HB_TTL renews our lease.
   if (ok && reply.hb_ttl_ms && call.kind != CallKind::kInvalidate && !rejoining_)
     Renewed(call.sent, *reply.hb_ttl_ms, now);
+
+  if (call.kind == CallKind::kLeave) {
+    CompleteLocal(call.sync, Status::Ok());  // nothing more to do either way
+    return;
+  }
 
   if (call.kind == CallKind::kHeartbeat) {
     heartbeat_in_flight_ = false;

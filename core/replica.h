@@ -180,6 +180,11 @@ class Replica {
   // are lost, and logged), children are declared failed (they join again),
   // and the writer lease is asked for again.
   void Rejoin(Time now);
+  // Leaving on purpose (unmount, stop): tells the parent with DISCONNECT, so
+  // it releases this node's grants at once instead of waiting out the
+  // lease. Not sent while children hold grants (their copies outlive us
+  // until their leases lapse); then it completes at once.
+  uint64_t LeaveLocal(Time now);
   // Children declared failed since the last call: the caller closes their
   // links.
   std::vector<LinkId> TakeFailedChildren();
@@ -242,14 +247,14 @@ class Replica {
     Perm asked = Perm::kNone;  // what went up to the parent
     bool reacquire = false;    // after a rejoin: ask the parent again, holders unchanged
   };
-  enum class CallKind { kConnect, kUpstream, kInvalidate, kSync, kLease, kHeartbeat };
+  enum class CallKind { kConnect, kUpstream, kInvalidate, kSync, kLease, kHeartbeat, kLeave };
   struct Call {
     CallKind kind;
     uint64_t block = 0;
     LinkId child = 0;
     Perm to = Perm::kNone;  // kInvalidate: the target permission
     Time sent{};
-    uint64_t sync = 0;      // kSync: which barrier
+    uint64_t sync = 0;      // kSync: which barrier; kLeave: the local operation
   };
   struct SyncOp {  // a barrier: this node's flushes, then the parent's barrier
     LinkId from = kLocal;
@@ -302,6 +307,8 @@ class Replica {
   uint32_t HbTtlFor(Time now) const;
   bool LeaseValid(Time now) const { return cfg_.is_root || now < lease_until_; }
   void SendHeartbeat(Time now);
+  // A call to the parent with no parameters (HEARTBEAT, DISCONNECT).
+  void CallParentBare(Opcode op, Call c, std::chrono::milliseconds timeout);
   void Renewed(Time sent, uint32_t hb_ttl_ms, Time now);
   // A child stops being served: its writer lease goes back, and its grants
   // are held (blocking conflicting requests) until its lease has surely
@@ -384,6 +391,7 @@ class Replica {
   std::unordered_map<LinkId, Time> child_lease_end_;  // as granted to each live child
   std::unordered_map<LinkId, Time> failed_;           // failed children: when their grants go
   std::vector<LinkId> failed_to_close_;
+  std::unordered_set<LinkId> departed_;  // said DISCONNECT: their link's close is no failure
   uint64_t failed_children_ = 0;
   std::vector<Outgoing> outbox_;
   std::vector<LocalDone> local_done_;

@@ -80,7 +80,14 @@ nlohmann::json NodeStatsJson(const Node& node, const NodeStatsContext& ctx) {
             {"calls_to_children", t->calls_to_children},
             {"local_timeouts", t->local_timeouts},
             {"child_addresses", t->child_addresses},
-            {"lease", t->lease},
+            {"writer_lease", t->writer_lease},
+            {"lease",
+             {{"valid", t->lease_valid},
+              {"ms_left", t->lease_ms_left},
+              {"ms_since_renewal", t->ms_since_renewal}}},
+            {"frozen_blocks", t->frozen_blocks},
+            {"failed_children", t->failed_children},
+            {"rejoins", t->rejoins},
             {"traffic", TrafficJson(t->traffic)}};
   }
   return {

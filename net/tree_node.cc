@@ -59,6 +59,7 @@ Status TreeNode::Start() {
   auto accept_children = [this] {
     if (acceptor_.is_open()) asio::co_spawn(io_, AcceptLoop(), asio::detached);
   };
+  asio::co_spawn(io_, TickLoop(), asio::detached);
   if (opts_.parent.empty()) {
     accept_children();
     return Status::Ok();
@@ -75,6 +76,9 @@ Status TreeNode::Start() {
 
 void TreeNode::Stop() {
   if (stopped_) return;
+  // Tell the parent we are going, so it need not wait out our lease.
+  if (thread_.joinable() && !opts_.parent.empty())
+    RunLocal({[](Replica& r, Time now) { return r.LeaveLocal(now); }}, nullptr);
   stopped_ = true;
   if (thread_.joinable()) {
     asio::post(io_, [this] {
@@ -133,29 +137,23 @@ asio::awaitable<void> TreeNode::AcceptLoop() {
   }
 }
 
-asio::awaitable<void> TreeNode::ConnectParent(std::shared_ptr<Waiter> joined) {
-  auto fail = [&](const Status& st) {
-    std::lock_guard lock(joined->mu);
-    joined->done = true;
-    joined->status = st;
-    joined->cv.notify_all();
-  };
+asio::awaitable<std::optional<tcp::socket>> TreeNode::DialParent(std::chrono::steady_clock::time_point give_up,
+                                                                  std::string* why) {
   std::string host, port;
   if (!SplitHostPort(opts_.parent, &host, &port)) {
-    fail(Status::InvalidArgument("bad parent address '" + opts_.parent + "' (want HOST:PORT)"));
-    co_return;
+    *why = "bad parent address '" + opts_.parent + "' (want HOST:PORT)";
+    co_return std::nullopt;
   }
   boost::system::error_code ec;
   tcp::resolver resolver(io_);
   auto eps = co_await resolver.async_resolve(host, port, asio::redirect_error(asio::use_awaitable, ec));
   if (ec) {
-    fail(Status::NotFound("cannot resolve parent " + opts_.parent + ": " + ec.message()));
-    co_return;
+    *why = "cannot resolve parent " + opts_.parent + ": " + ec.message();
+    co_return std::nullopt;
   }
   tcp::socket socket(io_);
   // A parent that is still starting refuses connections for a moment: try
-  // again every 200 ms until io_timeout. The timer ends a hanging attempt.
-  const auto give_up = std::chrono::steady_clock::now() + opts_.io_timeout;
+  // again every 200 ms until give_up. The timer ends a hanging attempt.
   for (;;) {
     asio::steady_timer deadline(io_, give_up);
     deadline.async_wait([&socket](boost::system::error_code e) {
@@ -163,15 +161,18 @@ asio::awaitable<void> TreeNode::ConnectParent(std::shared_ptr<Waiter> joined) {
     });
     co_await asio::async_connect(socket, eps, asio::redirect_error(asio::use_awaitable, ec));
     deadline.cancel();
-    if (!ec) break;
-    if (std::chrono::steady_clock::now() + std::chrono::milliseconds(200) >= give_up) {
-      fail(Status::IOError("cannot connect to parent " + opts_.parent + ": " + ec.message()));
-      co_return;
+    if (!ec) co_return std::move(socket);
+    if (stopped_ || std::chrono::steady_clock::now() + std::chrono::milliseconds(200) >= give_up) {
+      *why = "cannot connect to parent " + opts_.parent + ": " + ec.message();
+      co_return std::nullopt;
     }
     asio::steady_timer pause(io_, std::chrono::milliseconds(200));
     co_await pause.async_wait(asio::use_awaitable);
     socket = tcp::socket(io_);
   }
+}
+
+void TreeNode::AttachParent(tcp::socket socket) {
   parent_ = Connection::Start(
       std::move(socket),
       [this](const std::shared_ptr<Connection>&, Message m) {
@@ -179,17 +180,91 @@ asio::awaitable<void> TreeNode::ConnectParent(std::shared_ptr<Waiter> joined) {
         replica_.OnParentMessage(m, Now());
         Drain();
       },
-      [this](const std::shared_ptr<Connection>&, const Status& why) {
-        if (stopped_) LogInfo("connection to parent " + opts_.parent + " closed: " + why.message());
-        else LogWarning("connection to parent " + opts_.parent + " lost: " + why.message());
+      [this](const std::shared_ptr<Connection>& conn, const Status& why) {
+        if (stopped_) {
+          LogInfo("connection to parent " + opts_.parent + " closed: " + why.message());
+          return;
+        }
+        LogWarning("connection to parent " + opts_.parent + " lost: " + why.message());
+        if (conn != parent_) return;  // an older link
+        replica_.OnParentLost(Now());
+        Drain();
+        if (!reconnecting_ && !join_waiter_) asio::co_spawn(io_, Reconnect(), asio::detached);
       });
+}
+
+asio::awaitable<void> TreeNode::ConnectParent(std::shared_ptr<Waiter> joined) {
+  std::string why;
+  std::optional<tcp::socket> socket =
+      co_await DialParent(std::chrono::steady_clock::now() + opts_.io_timeout, &why);
+  if (!socket) {
+    std::lock_guard lock(joined->mu);
+    joined->done = true;
+    joined->status = why.starts_with("bad parent") ? Status::InvalidArgument(why)
+                     : why.starts_with("cannot resolve") ? Status::NotFound(why)
+                                                         : Status::IOError(why);
+    joined->cv.notify_all();
+    co_return;
+  }
+  AttachParent(std::move(*socket));
   join_waiter_ = joined;
   replica_.Start(Now());
   Drain();
 }
 
+asio::awaitable<void> TreeNode::Reconnect() {
+  reconnecting_ = true;
+  while (!stopped_) {
+    std::string why;
+    std::optional<tcp::socket> socket =
+        co_await DialParent(std::chrono::steady_clock::now() + std::chrono::seconds(5), &why);
+    if (stopped_) break;
+    if (!socket) {
+      LogWarning("volume " + replica_.config().volume_name + ": still no link to the parent: " + why);
+      continue;
+    }
+    AttachParent(std::move(*socket));
+    replica_.Rejoin(Now());
+    Drain();
+    // Wait for the CONNECT's answer (its call has the io_timeout deadline).
+    while (!stopped_ && replica_.connecting()) {
+      asio::steady_timer t(io_, std::chrono::milliseconds(50));
+      co_await t.async_wait(asio::redirect_error(asio::use_awaitable, ignored_ec_));
+    }
+    if (replica_.connected()) break;
+    LogWarning("volume " + replica_.config().volume_name + ": joining the parent again failed: " +
+               replica_.connect_error());
+    if (parent_) parent_->Close(Status::IOError("join failed"));
+    asio::steady_timer pause(io_, std::chrono::milliseconds(500));
+    co_await pause.async_wait(asio::redirect_error(asio::use_awaitable, ignored_ec_));
+  }
+  reconnecting_ = false;
+}
+
+asio::awaitable<void> TreeNode::TickLoop() {
+  asio::steady_timer t(io_);
+  while (!stopped_) {
+    t.expires_after(std::chrono::milliseconds(50));
+    boost::system::error_code ec;
+    co_await t.async_wait(asio::redirect_error(asio::use_awaitable, ec));
+    if (stopped_) break;
+    replica_.Tick(Now());
+    Drain();
+  }
+}
+
 void TreeNode::Drain() {
   lease_ = static_cast<uint8_t>(replica_.lease());
+  {
+    std::lock_guard lock(counters_mu_);
+    lease_info_ = replica_.lease_info(Now());
+  }
+  for (LinkId c : replica_.TakeFailedChildren()) {
+    auto it = children_.find(c);
+    if (it == children_.end()) continue;
+    // Closed on a later turn: closing calls back into us.
+    asio::post(io_, [conn = it->second] { conn->Close(Status::IOError("declared failed by the parent")); });
+  }
   for (Outgoing& o : replica_.TakeOutbox()) Route(std::move(o));
   for (LocalDone& d : replica_.TakeLocalDone()) {
     auto it = waiters_.find(d.op);
@@ -250,7 +325,8 @@ void TreeNode::Route(Outgoing o) {
   }
   // The reply is handled as it is read, in order with the requests on the
   // same connection (see net/connection.h).
-  conn->CallAsync(std::move(o.msg), opts_.io_timeout, [this, call_id, to_parent = o.to_parent](CallResult r) {
+  const auto timeout = o.timeout.count() > 0 ? std::min(o.timeout, opts_.io_timeout) : opts_.io_timeout;
+  conn->CallAsync(std::move(o.msg), timeout, [this, call_id, to_parent = o.to_parent](CallResult r) {
     if (!r.status.ok()) traffic_.CallFailed();
     else if (to_parent) traffic_.FromParent(r.reply);
     else traffic_.FromChild(r.reply);
@@ -353,6 +429,11 @@ std::vector<std::string> TreeNode::child_addresses() const {
   std::vector<std::string> out;
   for (const auto& [link, addr] : child_addresses_) out.push_back(addr);
   return out;
+}
+
+LeaseInfo TreeNode::lease_info() const {
+  std::lock_guard lock(counters_mu_);
+  return lease_info_;
 }
 
 TreeNodeCounters TreeNode::counters() const {

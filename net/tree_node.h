@@ -5,10 +5,15 @@
 // any thread; each waits at most io_timeout and then fails with kTimedOut,
 // so a caller is never left hanging.
 //
-// What it does not do yet: heartbeats and leases, reparenting to the
-// grandparent when the parent dies (requests then fail), several volumes
-// per node, and a bounded cache below a proxy (copies are kept in the
-// BlockData given to it).
+// A timer ticks the Replica every 50 ms (heartbeats, failed children).
+// When the link to the parent closes, the node dials the parent again until
+// it is back and joins anew (Replica::Rejoin); children the Replica declares
+// failed have their links closed.
+//
+// What it does not do yet: reparenting to the grandparent or another
+// parent, re-sending requests that were in flight on a lost link (they
+// fail), several volumes per node, and a bounded cache below a proxy
+// (copies are kept in the BlockData given to it).
 #pragma once
 
 #include <atomic>
@@ -99,6 +104,8 @@ class TreeNode {
 
   TreeNodeCounters counters() const;
   TrafficSnapshot traffic() const { return traffic_.Snapshot(); }
+  // As of the last tick (at most 50 ms old).
+  LeaseInfo lease_info() const;
   void ResetTraffic() { traffic_.Reset(); }
   // Where each connected child connects from (HOST:PORT), for status.
   std::vector<std::string> child_addresses() const;
@@ -119,6 +126,14 @@ class TreeNode {
   void Route(Outgoing o);
   asio::awaitable<void> AcceptLoop();
   asio::awaitable<void> ConnectParent(std::shared_ptr<Waiter> joined);
+  // Dials the parent until `give_up` (retrying every 200 ms); an empty
+  // optional when it could not, with *why set.
+  asio::awaitable<std::optional<tcp::socket>> DialParent(std::chrono::steady_clock::time_point give_up,
+                                                         std::string* why);
+  void AttachParent(tcp::socket socket);
+  // After the parent link closed: dial again until joined (or stopped).
+  asio::awaitable<void> Reconnect();
+  asio::awaitable<void> TickLoop();
   static Time Now() { return std::chrono::steady_clock::now(); }
 
   TreeNodeOptions opts_;
@@ -138,11 +153,14 @@ class TreeNode {
   LinkId next_link_ = 1;
   std::map<uint64_t, std::pair<std::shared_ptr<Waiter>, size_t>> waiters_;  // op -> waiter, index
   std::shared_ptr<Waiter> join_waiter_;
+  bool reconnecting_ = false;
+  boost::system::error_code ignored_ec_;
 
   mutable std::mutex counters_mu_;
   TreeNodeCounters counters_;  // guarded by counters_mu_
   std::map<LinkId, std::string> child_addresses_;  // guarded by counters_mu_
   TrafficCounters traffic_;
+  LeaseInfo lease_info_;  // guarded by counters_mu_
 };
 
 }  // namespace vshare::net

@@ -11,7 +11,8 @@ begin writer_lease
 
 img=$WORK/backing.img
 "$VSHARE" create "$img" --size 16M >/dev/null
-start_node "$WORK/root" --export vol="$img" --listen 127.0.0.1:0 || exit 1
+# A short lease: a dead holder's lease is released once it is over.
+start_node "$WORK/root" --export vol="$img" --listen 127.0.0.1:0 --lease 2 || exit 1
 port=$(stat_of "$WORK/root" tree.listen_port)
 start_node "$WORK/p" --parent "127.0.0.1:$port" --volume vol --listen 127.0.0.1:0 || exit 1
 pport=$(stat_of "$WORK/p" tree.listen_port)
@@ -26,11 +27,11 @@ os.pwrite(fd, b"x", 0)
 os.close(fd)' "$1"
 }
 
-check "nobody holds the lease at first" [ "$(stat_of "$WORK/a" tree.lease)" = none ]
+check "nobody holds the lease at first" [ "$(stat_of "$WORK/a" tree.writer_lease)" = none ]
 check "leaf a opens the image for writing" hold_open "$WORK/a/vol.img"
 a_holder=$HELD_PID
-check "a holds the exclusive lease" [ "$(stat_of "$WORK/a" tree.lease)" = exclusive ]
-check "status says so" bash -c "'$VSHARE' status '$WORK/a' | grep -q 'lease:    exclusive (the image is open for writing here)'"
+check "a holds the exclusive lease" [ "$(stat_of "$WORK/a" tree.writer_lease)" = exclusive ]
+check "status says so" bash -c "'$VSHARE' status '$WORK/a' | grep -q 'writer:   exclusive (the image is open for writing here)'"
 check "the root saw one LEASE request, through the proxy" [ "$(stat_of "$WORK/root" tree.traffic.served.LEASE 0)" = 1 ]
 expect_fail "its sibling's write-open gets EBUSY" 1 "Device or resource busy" open_rw "$WORK/b/vol.img"
 expect_fail "so does a leaf on another branch" 1 "Device or resource busy" open_rw "$WORK/c/vol.img"
@@ -42,12 +43,13 @@ check "a's own second write-open works (same host)" open_rw "$WORK/a/vol.img"
 
 let_go "$a_holder"
 check "after a closes, c may write" open_rw "$WORK/c/vol.img"
-check "and a's lease is gone" [ "$(stat_of "$WORK/a" tree.lease)" = none ]
+check "and a's lease is gone" [ "$(stat_of "$WORK/a" tree.writer_lease)" = none ]
 
 check "b opens the image for writing" hold_open "$WORK/b/vol.img"
 b_holder=$HELD_PID
 expect_fail "c is refused while b holds it" 1 "Device or resource busy" open_rw "$WORK/c/vol.img"
-# b dies holding the lease: its link closes and the lease goes with it.
+# b dies holding the lease: its link closes, and once b's lease (2 s, from
+# the root) is over, the writer lease goes too.
 bpid=${NODE_PID[$WORK/b]}
 kill -KILL "$bpid"
 wait "$bpid" 2>/dev/null
@@ -63,7 +65,7 @@ for n in s1 s2; do start_node "$WORK/$n" --parent "127.0.0.1:$pport" --volume vo
 start_node "$WORK/s3" --parent "127.0.0.1:$port" --volume vol --shared-writers || exit 1
 check "shared writer 1 opens for writing" hold_open "$WORK/s1/vol.img"
 s1_holder=$HELD_PID
-check "it holds the lease shared" [ "$(stat_of "$WORK/s1" tree.lease)" = shared ]
+check "it holds the lease shared" [ "$(stat_of "$WORK/s1" tree.writer_lease)" = shared ]
 check "shared writer 2, beside it, opens for writing too" hold_open "$WORK/s2/vol.img"
 s2_holder=$HELD_PID
 check "and shared writer 3, on the other branch" open_rw "$WORK/s3/vol.img"
