@@ -394,7 +394,12 @@ void Replica::HandleIo(LinkId child, const Message& m, Time now) {
       j.want = Perm::kWrite;
       j.keep = FromWire(m.permissions, Perm::kNone);
       break;
-    default:  // RECOVER and GET_COOKIES arrive with recovery and security
+    case IoOp::kRecover:  // a node that lost its parent, claiming what it wrote
+      if (!m.data || m.data->size() != cfg_.block_size) return refuse(WireStatus::kBadParamLength, ParamType::kData);
+      j.data = m.data;
+      j.want = Perm::kWrite;
+      break;
+    default:  // GET_COOKIES arrives with security
       return refuse(WireStatus::kBadParamValue, ParamType::kIoOp);
   }
   Enqueue(*m.block_num, std::move(j), now);
@@ -520,6 +525,7 @@ void Replica::Tick(Time now) {
 void Replica::PumpAll(Time now) {
   std::vector<uint64_t> blocks;
   for (const auto& [block, run] : runs_) blocks.push_back(block);
+  std::sort(blocks.begin(), blocks.end());  // a fixed order, for repeatable runs
   for (uint64_t b : blocks) {
     auto it = runs_.find(b);
     if (it == runs_.end()) continue;
@@ -572,14 +578,32 @@ void Replica::ResetAfterRejoin(Time now) {
   std::vector<LinkId> children;
   for (const auto& [child, end] : child_lease_end_) children.push_back(child);
   for (LinkId c : children) ChildFailed(c, now, "this node joined its parent again");
-  size_t lost = 0;
-  std::vector<uint64_t> blocks = data_->DirtyBlocks();
-  lost = blocks.size();
+  // Blocks whose latest bytes may exist only here (dirty ones, and those
+  // FORWARDed to the lost parent) are claimed back with RECOVER, ahead of
+  // anything else queued for them; every other copy is dropped.
+  std::unordered_set<uint64_t> claim(forwarded_.begin(), forwarded_.end());
+  for (uint64_t b : data_->DirtyBlocks()) claim.insert(b);
+  std::vector<uint64_t> blocks;
   for (const auto& [block, st] : states_) blocks.push_back(block);
   for (uint64_t b : blocks) {
+    if (claim.count(b)) continue;
     data_->Drop(b);
     State(b).held = Perm::kNone;
   }
+  std::vector<uint64_t> claimed(claim.begin(), claim.end());
+  std::sort(claimed.begin(), claimed.end());
+  for (uint64_t b : claimed) {
+    Job j;
+    j.local_op = next_local_++;  // nobody waits for it
+    j.local = LocalKind::kRecover;
+    j.hops = cfg_.max_hops;
+    j.originator = cfg_.self;
+    BlockRun& run = runs_[b];
+    run.jobs.push_front(std::move(j));
+    run.waiting_parent = false;
+    run.retry_at = Time{};
+  }
+  const size_t lost = 0;
   expiry_.clear();
   forwarded_.clear();
   for (auto& [block, run] : runs_) run.recall.reset();  // the old parent's, gone with it
@@ -592,11 +616,9 @@ void Replica::ResetAfterRejoin(Time now) {
     j.originator = cfg_.self;
     lease_jobs_.push_back(j);
   }
-  if (lost > 0)
-    LogWarning("volume " + cfg_.volume_name + ": joined the parent again; " + std::to_string(lost) +
-               " blocks written here and not yet flushed are lost");
-  else
-    LogInfo("volume " + cfg_.volume_name + ": joined the parent again; cached blocks are fetched anew");
+  (void)lost;
+  LogInfo("volume " + cfg_.volume_name + ": joined the parent again; " + std::to_string(claim.size()) +
+          " blocks written here are claimed back with RECOVER, other cached blocks are fetched anew");
 }
 
 LeaseInfo Replica::lease_info(Time now) const {
@@ -892,6 +914,77 @@ bool Replica::AdvanceForward(uint64_t block, Job& j, Time now) {
   return true;
 }
 
+// After a rejoin: hand the new parent bytes that may exist only here. It
+// takes them (and lets us keep WRITE) when the node we lost held WRITE on the
+// block at its end, so nobody can have written it since; otherwise they were
+// superseded and are dropped, said in the log.
+bool Replica::AdvanceRecover(uint64_t block, Job& j, Time now) {
+  auto give_up = [&](const std::string& why) {
+    LogWarning("volume " + cfg_.volume_name + ": block " + std::to_string(block) +
+               ": writes made here could not be recovered (" + why + "); they are lost");
+    forwarded_.erase(block);
+    data_->Drop(block);
+    expiry_.erase(block);
+    State(block).held = Perm::kNone;
+    Finish(j, ReplyFor(0));
+    return true;
+  };
+  if (j.stage == 0) {
+    std::vector<uint8_t> bytes;
+    if (!data_->Get(block, &bytes)) return give_up("no copy left");
+    Message up = Upstream(j, IoOp::kRecover, block, Perm::kWrite);
+    up.flags |= msg_flags::kRecoveryOp;
+    up.version = StateOf(block).version;
+    up.data = std::move(bytes);
+    j.stage = 1;
+    CallUpstream(block, j, std::move(up), now);
+    return false;
+  }
+  const Message& up = *j.upstream_reply;
+  if (up.opcode != Opcode::kOkReply) return give_up("the parent answered " + Describe(up));
+  if (FromWire(up.permissions, Perm::kNone) != Perm::kWrite) return give_up("superseded");
+  BlockState& st = State(block);
+  st.held = Perm::kWrite;
+  if (up.ttl_ms) expiry_[block] = j.sent + std::chrono::milliseconds(*up.ttl_ms);
+  data_->MarkClean(block);
+  forwarded_.insert(block);  // the new parent holds them now; we still answer for them
+  Finish(j, ReplyFor(0));
+  return true;
+}
+
+// A RECOVER from a child: see AdvanceRecover.
+bool Replica::ServeRecover(uint64_t block, Job& j, Time now) {
+  BlockState& st = State(block);
+  bool failed_writer = false;
+  for (const Grant& g : st.grants)
+    if (g.perm == Perm::kWrite && failed_.count(g.child)) failed_writer = true;
+  Message r = ReplyFor(j.reply_xid);
+  r.volume_id = cfg_.volume_id;
+  r.block_num = block;
+  if ((!failed_writer && st.GrantOf(j.from) != Perm::kWrite) || Held(block, now) != Perm::kWrite) {
+    r.permissions = WirePerm::kNone;  // superseded
+    Finish(j, r);
+    return true;
+  }
+  data_->Put(block, *j.data, /*dirty=*/!cfg_.is_root);
+  ++st.version;
+  // The claimant holds WRITE now; the failed node's grant stays until its
+  // lease is over, keeping everyone else out meanwhile.
+  bool found = false;
+  for (Grant& g : st.grants)
+    if (g.child == j.from) {
+      g.perm = Perm::kWrite;
+      found = true;
+    }
+  if (!found) st.grants.push_back(Grant{j.from, Perm::kWrite});
+  r.permissions = WirePerm::kWrite;
+  r.ttl_ms = TtlLeft(block, now);
+  r.hb_ttl_ms = cfg_.hb_ttl_ms;
+  r.version = st.version;
+  Finish(j, r);
+  return true;
+}
+
 // One block of DropAllLocal: make sure the bytes live elsewhere, then give
 // the permission back and forget the copy.
 bool Replica::AdvanceDrop(uint64_t block, Job& j, Time now) {
@@ -1029,6 +1122,8 @@ void Replica::Pump(uint64_t block, Time now) {
 bool Replica::Advance(uint64_t block, Job& j, Time now) {
   if (j.local == LocalKind::kForward) return AdvanceForward(block, j, now);
   if (j.local == LocalKind::kDrop) return AdvanceDrop(block, j, now);
+  if (j.local == LocalKind::kRecover) return AdvanceRecover(block, j, now);
+  if (j.op == IoOp::kRecover) return ServeRecover(block, j, now);
   if (j.forward && j.data && j.stage == 0) return StoreForwarded(block, j, now);
   if (j.op == IoOp::kPut) return AdvancePut(block, j, now);
   if (j.op == IoOp::kFlush) return AdvanceFlush(block, j, now);
@@ -1399,9 +1494,7 @@ void Replica::HandleReply(uint64_t call_id, const Status& st, const Message& rep
       LogWarning("volume " + cfg_.volume_name + ": CONNECT to the parent failed: " + connect_error_);
     }
     if (connected_) {  // requests made while connecting may go now
-      std::vector<uint64_t> blocks;
-      for (const auto& [block, run] : runs_) blocks.push_back(block);
-      for (uint64_t b : blocks) Pump(b, now);
+      PumpAll(now);
       PumpLease();
     }
     for (const PendingConnect& pc : std::exchange(waiting_connects_, {})) {
@@ -1481,7 +1574,18 @@ void Replica::HandleReply(uint64_t call_id, const Status& st, const Message& rep
     if (j.stage > 0) --j.stage;
     return;
   }
-  if (j.op == IoOp::kPut || j.op == IoOp::kFlush || j.local == LocalKind::kForward || j.local == LocalKind::kDrop) {
+  if (!st.ok() && j.op != IoOp::kPut) {
+    // The link failed under the request, or it timed out: ask again once
+    // there is a parent to ask (after a rejoin, RECOVER goes first). Every
+    // request but PUT is safe to repeat: a repeated FLUSH or FORWARD is
+    // ignored once the sender's WRITE is gone. The asker's own deadline
+    // bounds the wait.
+    run.retry_at = now + std::chrono::milliseconds(200);
+    if (j.stage > 0) --j.stage;
+    return;
+  }
+  if (j.op == IoOp::kPut || j.op == IoOp::kFlush || j.local == LocalKind::kForward || j.local == LocalKind::kDrop ||
+      j.local == LocalKind::kRecover) {
     if (!st.ok()) {
       Fail(j, WireStatus::kBusy, "parent unreachable: " + st.ToString());
       run.jobs.pop_front();
@@ -1500,7 +1604,17 @@ void Replica::HandleReply(uint64_t call_id, const Status& st, const Message& rep
   bs.held = FromWire(reply.permissions, Perm::kRead);
   // Counted from when we asked: the parent's own grant cannot end sooner.
   expiry_[block] = call.sent + std::chrono::milliseconds(reply.ttl_ms.value_or(0));
-  if (reply.data && reply.data->size() == cfg_.block_size) data_->Put(block, *reply.data, false);
+  if (reply.data && reply.data->size() == cfg_.block_size) {
+    if (!data_->IsDirty(block)) {
+      data_->Put(block, *reply.data, false);
+    } else if (bs.held != Perm::kWrite) {
+      // The parent no longer counts us as the writer: what we wrote was
+      // superseded while we could not say so.
+      LogWarning("volume " + cfg_.volume_name + ": block " + std::to_string(block) +
+                 ": writes made here were superseded and are lost");
+      data_->Put(block, *reply.data, false);
+    }  // else: we held WRITE all along, and our bytes are the newer
+  }
   if (reply.version) bs.version = *reply.version;
   Pump(block, now);
 }

@@ -204,7 +204,7 @@ class Replica {
   const ReplicaConfig& config() const { return cfg_; }
 
  private:
-  enum class LocalKind { kNone, kRead, kWrite, kForward, kDrop };
+  enum class LocalKind { kNone, kRead, kWrite, kForward, kDrop, kRecover };
   struct Job {
     LinkId from = kLocal;
     LocalKind local = LocalKind::kNone;
@@ -287,6 +287,8 @@ class Replica {
   bool AdvanceFlush(uint64_t block, Job& j, Time now);
   bool AdvanceForward(uint64_t block, Job& j, Time now);  // ForwardLocal
   bool AdvanceDrop(uint64_t block, Job& j, Time now);     // one block of DropAllLocal
+  bool AdvanceRecover(uint64_t block, Job& j, Time now);  // after a rejoin
+  bool ServeRecover(uint64_t block, Job& j, Time now);    // a child's RECOVER
   bool StoreForwarded(uint64_t block, Job& j, Time now);  // a child's FORWARD with DATA
   void HandleForward(LinkId child, const Message& m, Time now);
   // At the root, for a FORCE_SYNC request: makes the store durable. False

@@ -648,8 +648,8 @@ TEST_CASE("a flush sends the block as it is when it runs, not as it was when it 
   CHECK(t.Read("D", 7) == Fill('c'));        // and nobody reads 'a' again
 }
 
-TEST_CASE("a sync barrier whose block flush fails ends with that error") {
-  // D's parent is driven by hand here, so its FLUSH can fail in transport.
+TEST_CASE("a sync barrier whose block flush is refused ends with that error; one lost in transport is sent again") {
+  // D's parent is driven by hand here, so its FLUSH can fail.
   ReplicaConfig cfg = Cfg(5, 4);
   MapBlockData copies;
   Replica d(cfg, &copies);
@@ -683,7 +683,17 @@ TEST_CASE("a sync barrier whose block flush fails ends with that error") {
   out = d.TakeOutbox();
   REQUIRE(out.size() == 1);
   CHECK(*out[0].msg.io_op == IoOp::kFlush);
+  // Lost with the link: not an error yet; it goes again 200 ms later.
   d.OnReply(out[0].call_id, Status::IOError("connection to the parent is closed"), {}, Time{});
+  CHECK(d.TakeLocalDone().empty());
+  d.Tick(Time{} + std::chrono::milliseconds(250));
+  out = d.TakeOutbox();
+  REQUIRE(out.size() == 1);
+  CHECK(*out[0].msg.io_op == IoOp::kFlush);
+  Message refused;
+  refused.opcode = Opcode::kErrReply;
+  refused.status = WireStatus::kBusy;
+  d.OnReply(out[0].call_id, Status::Ok(), refused, Time{} + std::chrono::milliseconds(260));
   done = d.TakeLocalDone();
   REQUIRE(done.size() == 1);
   CHECK(done[0].op == s);
@@ -951,4 +961,51 @@ TEST_CASE("leases: a killed proxy's grants stand until its lease is over, becaus
   CHECK(seen.status.ok());
   CHECK(seen.written >= killed + std::chrono::milliseconds(c_left));  // not before C's lease (and so E's) lapsed
   CHECK_FALSE(seen.stale);
+}
+
+TEST_CASE("reparenting: a leaf whose proxy dies joins the root and claims back what it wrote with RECOVER") {
+  Fig7 t;
+  t.Join("D");
+  t.Join("E");
+  REQUIRE(t.Write("E", 7, Fill('e')).ok());  // async: dirty at E only
+  REQUIRE(t.Write("E", 8, Fill('s')).ok());  // semi-sync: E's bytes also at C
+  REQUIRE(RunOp(t, "E", [](Replica& r, Time now) { return r.ForwardLocal(8, now); }).ok());
+  REQUIRE(t.net.copies("C")->IsDirty(8));
+  t.net.Kill("C");       // with E's block 8, and its grants on 7 and 8
+  t.net.MoveTo("E", "A");  // E's grandparent
+  t.net.TakeLog();
+  t.net.Advance(500ms);
+  CHECK(t.net.TakeLog() == Log{
+      "E->A CONNECT name=volume_X",
+      "A->E OK_REPLY name=volume_X vol=32002 hb_ttl=30000",
+      "E->A IO_REQUEST/RECOVER vol=32002 block=7 perm=WRITE data",
+      "E->A IO_REQUEST/RECOVER vol=32002 block=8 perm=WRITE data",
+      "A->E OK_REPLY vol=32002 block=7 perm=WRITE ttl=1200000 hb_ttl=30000",
+      "A->E OK_REPLY vol=32002 block=8 perm=WRITE ttl=1200000 hb_ttl=30000",
+  });
+  CHECK(StoreBlock(t.net, 7) == Fill('e'));  // at the root now (its store is the root's copy)
+  CHECK(StoreBlock(t.net, 8) == Fill('s'));
+  CHECK(t.net.replica("E").HeldAt(7, t.net.now()) == Perm::kWrite);
+  CHECK(t.net.replica("E").lease_info(t.net.now()).rejoins == 1);
+  // Writes after the move go on from there; D reads them once C's lease
+  // is over (until then C's grants keep D waiting).
+  REQUIRE(t.Write("E", 7, Fill('f')).ok());
+  uint64_t r = t.net.Act("D", [](Replica& rep, Time now) { return rep.ReadLocal(7, now); });
+  t.net.Advance(40000ms);
+  REQUIRE(t.net.done("D").count(r));
+  CHECK(t.net.reads("D")[r] == Fill('f'));
+}
+
+TEST_CASE("reparenting: writes claimed back after someone else wrote the block are superseded, not applied") {
+  Fig7 t;
+  t.Join("D");
+  t.Join("E");
+  REQUIRE(t.Write("E", 7, Fill('e')).ok());
+  t.net.Kill("C");
+  t.net.Advance(40000ms);  // C's lease and margin are over: its grants go
+  REQUIRE(t.Write("D", 7, Fill('d')).ok());
+  t.net.MoveTo("E", "A");
+  t.net.Advance(1000ms);
+  CHECK(t.Read("E", 7) == Fill('d'));  // E's older write did not overwrite D's
+  CHECK(t.Read("D", 7) == Fill('d'));
 }

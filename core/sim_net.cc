@@ -106,7 +106,18 @@ void SimNet::SetDown(const std::string& name, bool down) {
   if (!down && n.link_lost) Reconnect(name);
 }
 
-void SimNet::CloseLink(const std::string& parent, const std::string& child) {
+void SimNet::MoveTo(const std::string& child, const std::string& new_parent) {
+  SimNode& c = nodes_.at(child);
+  SimNode& old = nodes_.at(c.parent);
+  if (!old.down && old.children.count(c.link_at_parent)) {
+    old.replica->OnChildGone(c.link_at_parent, now_);
+    CloseLink(c.parent, child, /*reconnect=*/false);
+  }
+  c.parent = new_parent;
+  Reconnect(child);
+}
+
+void SimNet::CloseLink(const std::string& parent, const std::string& child, bool reconnect) {
   SimNode& p = nodes_.at(parent);
   SimNode& c = nodes_.at(child);
   p.children.erase(c.link_at_parent);
@@ -128,8 +139,8 @@ void SimNet::CloseLink(const std::string& parent, const std::string& child) {
     SimNode& caller = nodes_.at(key.first);
     if (!caller.down) caller.replica->OnReply(call, Status::IOError("link closed (simulated)"), {}, now_);
   }
-  c.link_lost = true;
-  if (!c.down) Reconnect(child);
+  c.link_lost = reconnect;
+  if (reconnect && !c.down) Reconnect(child);
   Collect(parent);
 }
 

@@ -55,6 +55,9 @@ class SimNet {
   // The node dies (SIGKILL): its links close at once, so its parent and
   // children see them go; it never comes back.
   void Kill(const std::string& name);
+  // The node's link to its parent closes (if the parent still runs) and it
+  // joins `new_parent` instead (reparenting).
+  void MoveTo(const std::string& child, const std::string& new_parent);
   Time now() const { return now_; }
 
   std::vector<std::string> TakeLog() { return std::exchange(log_, {}); }
@@ -104,7 +107,7 @@ class SimNet {
   // The parent `parent` declared `child` failed and closed their link: calls
   // on it fail, what is in flight on it is lost, and (once the child runs)
   // the child joins again over a new link.
-  void CloseLink(const std::string& parent, const std::string& child);
+  void CloseLink(const std::string& parent, const std::string& child, bool reconnect = true);
   void Reconnect(const std::string& child);
   // Ticks every node at each 100 ms boundary up to `t`.
   void TickUntil(Time t);
