@@ -88,7 +88,7 @@ int Mount(const Args& args) {
   cl.Positional("mountpoint", "directory to mount on");
   cl.Options()
       ("export,e", po::value<std::vector<std::string>>()->composing(), "NAME=IMAGE: serve IMAGE as MOUNTPOINT/NAME.img (repeatable); makes this node the root")
-      ("parent,p", po::value<std::string>(), "HOST:PORT of the parent node: join the tree below it")
+      ("parent,p", po::value<std::vector<std::string>>()->composing(), "HOST:PORT of the parent node: join the tree below it (repeat it for places to go when the parent fails)")
       ("volume", po::value<std::string>(), "with --parent: the volume to join, shown as MOUNTPOINT/NAME.img")
       ("listen,l", po::value<std::string>(), "HOST:PORT to serve children on (port 0 picks one; see stats)")
       ("io-timeout", po::value<double>()->default_value(30), "seconds any wait on the network may take before the I/O fails with EIO")
@@ -207,7 +207,11 @@ int Mount(const Args& args) {
 
   net::TreeNodeOptions tree_opts;
   if (cl.Has("listen")) tree_opts.listen = cl.Get<std::string>("listen");
-  if (child) tree_opts.parent = cl.Get<std::string>("parent");
+  if (child) {
+    const auto parents = cl.Get<std::vector<std::string>>("parent");
+    tree_opts.parent = parents.front();
+    tree_opts.fallback_parents.assign(parents.begin() + 1, parents.end());
+  }
   tree_opts.io_timeout = std::chrono::milliseconds(static_cast<int64_t>(io_timeout * 1000));
   const bool in_tree = child || cl.Has("listen");
   Node node(!child ? "root" : cl.Has("listen") ? "proxy" : "leaf");
@@ -280,7 +284,8 @@ int Mount(const Args& args) {
     };
     node.SetTreeStats([tv, tree_opts]() {
       TreeStats t;
-      t.parent = tree_opts.parent;
+      t.parent = tv->node().parent_address();
+      t.upstream = tv->node().upstream();
       t.listen_port = tv->node().port();
       net::TreeNodeCounters c = tv->node().counters();
       t.children = c.children;
@@ -301,6 +306,7 @@ int Mount(const Args& args) {
       t.rejoins = li.rejoins;
       return t;
     }, [tv] { tv->node().ResetTraffic(); });
+    if (child) node.SetReparent([tv](const std::string& address) { return tv->node().Reparent(address); });
   }
   return ServeMount(node, opts);
 }

@@ -19,7 +19,7 @@ int Serve(const Args& args) {
   const std::string sub = "serve";
   CommandLine cl(sub, "usage: vshare serve --parent HOST:PORT --volume NAME --listen HOST:PORT [options]");
   cl.Options()
-      ("parent,p", po::value<std::string>(), "HOST:PORT of the parent node")
+      ("parent,p", po::value<std::vector<std::string>>()->composing(), "HOST:PORT of the parent node (repeat it for places to go when the parent fails)")
       ("volume", po::value<std::string>(), "the volume to serve onward")
       ("listen,l", po::value<std::string>(), "HOST:PORT to serve children on (port 0 picks one)")
       ("io-timeout", po::value<double>()->default_value(30), "seconds any wait on the network may take")
@@ -45,7 +45,9 @@ int Serve(const Args& args) {
   }
 
   net::TreeNodeOptions opts;
-  opts.parent = cl.Get<std::string>("parent");
+  const auto parents = cl.Get<std::vector<std::string>>("parent");
+  opts.parent = parents.front();
+  opts.fallback_parents.assign(parents.begin() + 1, parents.end());
   opts.listen = cl.Get<std::string>("listen");
   opts.io_timeout = std::chrono::milliseconds(static_cast<int64_t>(io_timeout * 1000));
   ReplicaConfig cfg = NewReplicaConfig(cl.Get<std::string>("volume"));

@@ -331,7 +331,8 @@ int Stats(const Args& args) {
 int Ctl(const Args& args) {
   CommandLine cl("ctl",
                  "usage: vshare ctl MOUNTPOINT COMMAND\n"
-                 "COMMAND is flush, drop-cache, reset-stats, or a JSON object such as '{\"cmd\":\"flush\"}'");
+                 "COMMAND is flush, drop-cache, reset-stats, or a JSON object such as '{\"cmd\":\"flush\"}'\n"
+                 "or '{\"cmd\":\"reparent\",\"parent\":\"HOST:PORT\"}'");
   cl.Positional("mountpoint", "a mounted node").Positional("command", "the command");
   int rc;
   if (!cl.Parse(args, &rc)) return rc;
@@ -365,7 +366,14 @@ int ShowStatus(const Args& args) {
   const json& t = s["tree"];
   const std::string parent = t.value("parent", "");
   std::cout << "  parent:   " << (parent.empty() ? "none (this is the root)" : parent) << "\n";
-  if (!parent.empty()) std::cout << "  lease:    " << LeaseLine(t) << "\n";
+  if (!parent.empty()) {
+    std::string up;
+    if (t.contains("upstream"))
+      for (const auto& a : t["upstream"]) up += (up.empty() ? "" : ", ") + a.get<std::string>();
+    std::cout << "  fallback: " << (up.empty() ? std::string("none known (the parent is the root)") : up)
+              << " (where it goes if the parent fails)\n";
+    std::cout << "  lease:    " << LeaseLine(t) << "\n";
+  }
   std::cout << "  failures: " << FailureLine(t) << "\n";
   const int port = t.value("listen_port", 0);
   std::cout << "  serving:  " << (port > 0 ? "children on port " + std::to_string(port) : std::string("no children (no --listen)")) << "\n";

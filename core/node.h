@@ -28,6 +28,7 @@ struct TreeStats {
   uint64_t calls_to_children = 0;
   uint64_t local_timeouts = 0;
   std::vector<std::string> child_addresses;  // where each child connects from
+  std::vector<std::string> upstream;  // the parent's ancestors, nearest first: where to go if it fails
   std::string writer_lease;  // held by this node's open files: "none", "shared" or "exclusive"
   bool lease_valid = true;          // the global lease from the parent (always on the root)
   int64_t lease_ms_left = 0;
@@ -59,6 +60,11 @@ class Node {
     return tree_stats_ ? std::optional<TreeStats>(tree_stats_()) : std::nullopt;
   }
   double uptime_seconds() const;
+  // Set once, before serving, on a child: moves it under another parent.
+  void SetReparent(std::function<Status(const std::string&)> f) { reparent_ = std::move(f); }
+  Status Reparent(const std::string& address) {
+    return reparent_ ? reparent_(address) : Status::InvalidArgument("a root has no parent to change");
+  }
 
   // Flushes every volume; returns the first failure but tries them all.
   Status FlushAll();
@@ -77,6 +83,7 @@ class Node {
   std::vector<std::unique_ptr<VolumeIo>> volumes_;
   std::function<TreeStats()> tree_stats_;
   std::function<void()> tree_reset_;
+  std::function<Status(const std::string&)> reparent_;
   mutable std::mutex mu_;
   std::string last_error_;  // guarded by mu_
 };

@@ -342,6 +342,12 @@ void Replica::ReplyConnect(LinkId child, uint64_t xid) {
   r.volume_id = cfg_.volume_id;  // our own number: the child's requests map back through us
   r.hb_ttl_ms = cfg_.hb_ttl_ms;
   r.connect_flags = cfg_.is_root ? connect_flags::kIsRoot : connect_flags::kIsProxy;
+  if (!cfg_.is_root && !parent_address_.empty()) {  // where the child goes if we fail: our parent, then its
+    std::vector<std::string> list{parent_address_};
+    for (const std::string& a : upstream_)
+      if (list.size() < 16) list.push_back(a);
+    r.parent_list = std::move(list);
+  }
   r.volume_size = cfg_.volume_size;
   r.block_size = cfg_.block_size;
   r.protocol_version = kCurrentProtocolVersion;
@@ -371,6 +377,7 @@ void Replica::HandleIo(LinkId child, const Message& m, Time now) {
     job.from = child;
     job.reply_xid = m.xid;
     job.want = FromWire(m.permissions, Perm::kWrite);
+    job.recovery = (m.flags & msg_flags::kRecoveryOp) != 0;
     job.hops = m.hops_left;
     job.originator = m.originator;
     lease_jobs_.push_back(job);
@@ -451,9 +458,9 @@ void Replica::SendHeartbeat(Time now) {
   if (cfg_.is_root || !connected_ || heartbeat_in_flight_) return;
   heartbeat_in_flight_ = true;
   next_heartbeat_ = now + std::chrono::milliseconds(heartbeat_ms());
-  // An answer later than the lease is of no use.
-  CallParentBare(Opcode::kHeartbeat, Call{CallKind::kHeartbeat},
-                 std::chrono::milliseconds(std::max<uint32_t>(cfg_.hb_ttl_ms / 2, 100)));
+  // One period to answer: three missed ones and the parent counts as failed,
+  // before our lease (four periods) has lapsed.
+  CallParentBare(Opcode::kHeartbeat, Call{CallKind::kHeartbeat}, std::chrono::milliseconds(heartbeat_ms()));
 }
 
 // Counted from when the request left: the parent's record of our lease
@@ -519,6 +526,10 @@ void Replica::Tick(Time now) {
             " is over; its blocks are released");
   }
   PumpAll(now);
+  if (connected_)
+    for (auto& [id, sync] : syncs_)
+      if (sync.retry_at != Time{} && now >= sync.retry_at && !sync.sent_up && sync.pending == 0)
+        pending_sync_progress_.push_back(id);
   RunSyncProgress(now);
 }
 
@@ -612,6 +623,7 @@ void Replica::ResetAfterRejoin(Time now) {
     LeaseJob j;
     j.want = lease();
     j.reacquire = true;
+    j.recovery = true;
     j.hops = cfg_.max_hops;
     j.originator = cfg_.self;
     lease_jobs_.push_back(j);
@@ -674,7 +686,7 @@ Perm Replica::LeaseNeeded() const {
 bool Replica::LeaseConflicts(const LeaseJob& job) const {
   auto clash = [&](Perm held) { return held > Perm::kNone && (job.want == Perm::kWrite || held == Perm::kWrite); };
   for (const auto& [child, held] : lease_children_)
-    if (child != job.from && clash(held)) return true;
+    if (child != job.from && clash(held) && !(job.recovery && failed_.count(child))) return true;
   // Opens on this node never conflict with each other, only with children.
   return job.from != kLocal && clash(lease());
 }
@@ -755,6 +767,7 @@ void Replica::PumpLease() {
     up.permissions = ToWire(target);
     up.hops_left = static_cast<uint8_t>(j.from == kLocal ? cfg_.max_hops : j.hops - 1);
     up.originator = j.from == kLocal ? cfg_.self : j.originator;
+    if (j.recovery) up.flags |= msg_flags::kRecoveryOp;
     j.asked = target;
     lease_waiting_parent_ = true;
     CallParent(std::move(up), Call{CallKind::kLease});
@@ -1466,7 +1479,14 @@ void Replica::HandleReply(uint64_t call_id, const Status& st, const Message& rep
 
   if (call.kind == CallKind::kHeartbeat) {
     heartbeat_in_flight_ = false;
-    if (ok && reply.hb_ttl_ms) PumpAll(now);  // what waited for the renewal
+    if (ok && reply.hb_ttl_ms) {
+      heartbeat_failures_ = 0;
+      PumpAll(now);  // what waited for the renewal
+    } else if (!st.ok() && ++heartbeat_failures_ == 3) {
+      LogWarning("volume " + cfg_.volume_name + ": the parent did not answer 3 HEARTBEATs in a row (" + st.ToString() +
+                 "); looking for another");
+      parent_failed_ = true;
+    }
     return;
   }
 
@@ -1477,6 +1497,8 @@ void Replica::HandleReply(uint64_t call_id, const Status& st, const Message& rep
       parent_volume_id_ = *reply.volume_id;
       if (reply.volume_size) cfg_.volume_size = *reply.volume_size;
       if (reply.block_size) cfg_.block_size = *reply.block_size;
+      upstream_ = reply.parent_list.value_or(std::vector<std::string>{});
+      heartbeat_failures_ = 0;
       if (reply.hb_ttl_ms) {
         cfg_.hb_ttl_ms = std::min(cfg_.hb_ttl_ms, *reply.hb_ttl_ms);  // what we pass down, at most
         Renewed(call.sent, *reply.hb_ttl_ms, now);
@@ -1537,6 +1559,12 @@ void Replica::HandleReply(uint64_t call_id, const Status& st, const Message& rep
   }
 
   if (call.kind == CallKind::kSync) {
+    if (syncs_.count(call.sync) && !st.ok()) {  // lost with the link: again, to whatever parent there is
+      SyncOp& s = syncs_.at(call.sync);
+      s.sent_up = false;
+      s.retry_at = now + std::chrono::milliseconds(200);
+      return;
+    }
     if (syncs_.count(call.sync))
       FinishSync(call.sync, ok ? Status::Ok()
                                : Status::IOError("sync barrier failed at the parent: " +

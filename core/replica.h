@@ -34,6 +34,7 @@
 #include <string>
 #include <unordered_map>
 #include <unordered_set>
+#include <utility>
 #include <vector>
 
 #include "core/block_data.h"
@@ -189,6 +190,15 @@ class Replica {
   // links.
   std::vector<LinkId> TakeFailedChildren();
   LeaseInfo lease_info(Time now) const;
+  // The parent's address as this node dialed it (HOST:PORT): passed down in
+  // PARENT_LIST so that children know where to go when this node fails.
+  void SetParentAddress(std::string address) { parent_address_ = std::move(address); }
+  // The parent's own ancestors, nearest first (from its CONNECT answer):
+  // where to turn when the parent fails. Empty below a root.
+  const std::vector<std::string>& upstream() const { return upstream_; }
+  // True once after HEARTBEATs went unanswered three times in a row: the
+  // caller should drop the link and look for another parent.
+  bool TakeParentFailed() { return std::exchange(parent_failed_, false); }
 
   std::vector<Outgoing> TakeOutbox();
   std::vector<LocalDone> TakeLocalDone();
@@ -246,6 +256,9 @@ class Replica {
     Originator originator{};
     Perm asked = Perm::kNone;  // what went up to the parent
     bool reacquire = false;    // after a rejoin: ask the parent again, holders unchanged
+    // After a rejoin (RECOVERY_OP): the lease of a failed child is the one
+    // being claimed back, so it is no conflict.
+    bool recovery = false;
   };
   enum class CallKind { kConnect, kUpstream, kInvalidate, kSync, kLease, kHeartbeat, kLeave };
   struct Call {
@@ -265,6 +278,7 @@ class Replica {
     bool sent_up = false;
     bool drop = false;  // DropAllLocal: no barrier goes up at the end
     std::vector<uint64_t> forwarded;  // forwarded_ when it began: at the root once it succeeds
+    Time retry_at{};  // sent_up failed in transport: send it again then
   };
   struct PendingConnect {
     LinkId child;
@@ -389,6 +403,10 @@ class Replica {
   bool ever_renewed_ = false;
   bool rejoining_ = false;
   uint64_t rejoins_ = 0;
+  int heartbeat_failures_ = 0;  // in a row
+  bool parent_failed_ = false;
+  std::string parent_address_;
+  std::vector<std::string> upstream_;
   // Leases (parent side).
   std::unordered_map<LinkId, Time> child_lease_end_;  // as granted to each live child
   std::unordered_map<LinkId, Time> failed_;           // failed children: when their grants go

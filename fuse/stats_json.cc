@@ -73,6 +73,7 @@ nlohmann::json NodeStatsJson(const Node& node, const NodeStatsContext& ctx) {
   nlohmann::json tree = nullptr;
   if (auto t = node.tree_stats()) {
     tree = {{"parent", t->parent},
+            {"upstream", t->upstream},
             {"listen_port", t->listen_port},
             {"children", t->children},
             {"requests_served", t->requests_served},

@@ -137,18 +137,19 @@ asio::awaitable<void> TreeNode::AcceptLoop() {
   }
 }
 
-asio::awaitable<std::optional<tcp::socket>> TreeNode::DialParent(std::chrono::steady_clock::time_point give_up,
+asio::awaitable<std::optional<tcp::socket>> TreeNode::DialParent(const std::string& address,
+                                                                  std::chrono::steady_clock::time_point give_up,
                                                                   std::string* why) {
   std::string host, port;
-  if (!SplitHostPort(opts_.parent, &host, &port)) {
-    *why = "bad parent address '" + opts_.parent + "' (want HOST:PORT)";
+  if (!SplitHostPort(address, &host, &port)) {
+    *why = "bad parent address '" + address + "' (want HOST:PORT)";
     co_return std::nullopt;
   }
   boost::system::error_code ec;
   tcp::resolver resolver(io_);
   auto eps = co_await resolver.async_resolve(host, port, asio::redirect_error(asio::use_awaitable, ec));
   if (ec) {
-    *why = "cannot resolve parent " + opts_.parent + ": " + ec.message();
+    *why = "cannot resolve parent " + address + ": " + ec.message();
     co_return std::nullopt;
   }
   tcp::socket socket(io_);
@@ -163,7 +164,7 @@ asio::awaitable<std::optional<tcp::socket>> TreeNode::DialParent(std::chrono::st
     deadline.cancel();
     if (!ec) co_return std::move(socket);
     if (stopped_ || std::chrono::steady_clock::now() + std::chrono::milliseconds(200) >= give_up) {
-      *why = "cannot connect to parent " + opts_.parent + ": " + ec.message();
+      *why = "cannot connect to parent " + address + ": " + ec.message();
       co_return std::nullopt;
     }
     asio::steady_timer pause(io_, std::chrono::milliseconds(200));
@@ -172,7 +173,12 @@ asio::awaitable<std::optional<tcp::socket>> TreeNode::DialParent(std::chrono::st
   }
 }
 
-void TreeNode::AttachParent(tcp::socket socket) {
+void TreeNode::AttachParent(tcp::socket socket, const std::string& address) {
+  replica_.SetParentAddress(address);
+  {
+    std::lock_guard lock(counters_mu_);
+    current_parent_ = address;
+  }
   parent_ = Connection::Start(
       std::move(socket),
       [this](const std::shared_ptr<Connection>&, Message m) {
@@ -181,11 +187,12 @@ void TreeNode::AttachParent(tcp::socket socket) {
         Drain();
       },
       [this](const std::shared_ptr<Connection>& conn, const Status& why) {
+        const std::string was = parent_address();
         if (stopped_) {
-          LogInfo("connection to parent " + opts_.parent + " closed: " + why.message());
+          LogInfo("connection to parent " + was + " closed: " + why.message());
           return;
         }
-        LogWarning("connection to parent " + opts_.parent + " lost: " + why.message());
+        LogWarning("connection to parent " + was + " lost: " + why.message());
         if (conn != parent_) return;  // an older link
         replica_.OnParentLost(Now());
         Drain();
@@ -196,7 +203,7 @@ void TreeNode::AttachParent(tcp::socket socket) {
 asio::awaitable<void> TreeNode::ConnectParent(std::shared_ptr<Waiter> joined) {
   std::string why;
   std::optional<tcp::socket> socket =
-      co_await DialParent(std::chrono::steady_clock::now() + opts_.io_timeout, &why);
+      co_await DialParent(opts_.parent, std::chrono::steady_clock::now() + opts_.io_timeout, &why);
   if (!socket) {
     std::lock_guard lock(joined->mu);
     joined->done = true;
@@ -206,24 +213,39 @@ asio::awaitable<void> TreeNode::ConnectParent(std::shared_ptr<Waiter> joined) {
     joined->cv.notify_all();
     co_return;
   }
-  AttachParent(std::move(*socket));
+  AttachParent(std::move(*socket), opts_.parent);
   join_waiter_ = joined;
   replica_.Start(Now());
   Drain();
 }
 
+std::vector<std::string> TreeNode::Candidates() const {
+  std::vector<std::string> out;
+  auto add = [&out](const std::string& a) {
+    if (!a.empty() && std::find(out.begin(), out.end(), a) == out.end()) out.push_back(a);
+  };
+  add(preferred_parent_);
+  for (const std::string& a : replica_.upstream()) add(a);  // the grandparent first
+  for (const std::string& a : opts_.fallback_parents) add(a);
+  add(opts_.parent);
+  add(parent_address());  // the lost one, last: it may come back
+  return out;
+}
+
 asio::awaitable<void> TreeNode::Reconnect() {
   reconnecting_ = true;
-  while (!stopped_) {
+  const std::vector<std::string> candidates = Candidates();
+  for (size_t i = 0; !stopped_; ++i) {
+    const std::string& address = candidates[i % candidates.size()];
     std::string why;
     std::optional<tcp::socket> socket =
-        co_await DialParent(std::chrono::steady_clock::now() + std::chrono::seconds(5), &why);
+        co_await DialParent(address, std::chrono::steady_clock::now() + std::chrono::seconds(2), &why);
     if (stopped_) break;
     if (!socket) {
-      LogWarning("volume " + replica_.config().volume_name + ": still no link to the parent: " + why);
+      LogWarning("volume " + replica_.config().volume_name + ": " + why);
       continue;
     }
-    AttachParent(std::move(*socket));
+    AttachParent(std::move(*socket), address);
     replica_.Rejoin(Now());
     Drain();
     // Wait for the CONNECT's answer (its call has the io_timeout deadline).
@@ -231,14 +253,38 @@ asio::awaitable<void> TreeNode::Reconnect() {
       asio::steady_timer t(io_, std::chrono::milliseconds(50));
       co_await t.async_wait(asio::redirect_error(asio::use_awaitable, ignored_ec_));
     }
-    if (replica_.connected()) break;
-    LogWarning("volume " + replica_.config().volume_name + ": joining the parent again failed: " +
+    if (replica_.connected()) {
+      LogInfo("volume " + replica_.config().volume_name + ": joined " + address +
+              (address == candidates.back() ? "" : " (reparented)"));
+      break;
+    }
+    LogWarning("volume " + replica_.config().volume_name + ": joining " + address + " failed: " +
                replica_.connect_error());
     if (parent_) parent_->Close(Status::IOError("join failed"));
-    asio::steady_timer pause(io_, std::chrono::milliseconds(500));
+    asio::steady_timer pause(io_, std::chrono::milliseconds(200));
     co_await pause.async_wait(asio::redirect_error(asio::use_awaitable, ignored_ec_));
   }
+  preferred_parent_.clear();
   reconnecting_ = false;
+}
+
+Status TreeNode::Reparent(const std::string& address) {
+  if (opts_.parent.empty()) return Status::InvalidArgument("the root has no parent to change");
+  std::string host, port;
+  if (!SplitHostPort(address, &host, &port)) return Status::InvalidArgument("bad parent address '" + address + "' (want HOST:PORT)");
+  // Nothing may exist only here when the old link goes.
+  if (Status st = Sync(); !st.ok()) return Status::IOError("reparent: the sync barrier failed, staying: " + st.message());
+  asio::post(io_, [this, address] {
+    preferred_parent_ = address;
+    if (parent_ && !parent_->closed()) parent_->Close(Status::IOError("reparenting to " + address + " on request"));
+  });
+  const auto give_up = std::chrono::steady_clock::now() + opts_.io_timeout;
+  while (std::chrono::steady_clock::now() < give_up) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    if (parent_address() == address && replica_connected_) return Status::Ok();
+  }
+  return Status::TimedOut("could not join " + address + " within " + std::to_string(opts_.io_timeout.count()) +
+                          " ms; now below " + parent_address());
 }
 
 asio::awaitable<void> TreeNode::TickLoop() {
@@ -259,6 +305,13 @@ void TreeNode::Drain() {
     std::lock_guard lock(counters_mu_);
     lease_info_ = replica_.lease_info(Now());
   }
+  replica_connected_ = replica_.connected();
+  {
+    std::lock_guard lock(counters_mu_);
+    upstream_copy_ = replica_.upstream();
+  }
+  if (replica_.TakeParentFailed() && parent_ && !parent_->closed())
+    asio::post(io_, [conn = parent_] { conn->Close(Status::IOError("the parent stopped answering HEARTBEATs")); });
   for (LinkId c : replica_.TakeFailedChildren()) {
     auto it = children_.find(c);
     if (it == children_.end()) continue;
@@ -429,6 +482,16 @@ std::vector<std::string> TreeNode::child_addresses() const {
   std::vector<std::string> out;
   for (const auto& [link, addr] : child_addresses_) out.push_back(addr);
   return out;
+}
+
+std::string TreeNode::parent_address() const {
+  std::lock_guard lock(counters_mu_);
+  return current_parent_;
+}
+
+std::vector<std::string> TreeNode::upstream() const {
+  std::lock_guard lock(counters_mu_);
+  return upstream_copy_;
 }
 
 LeaseInfo TreeNode::lease_info() const {

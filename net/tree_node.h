@@ -35,6 +35,9 @@ namespace vshare::net {
 struct TreeNodeOptions {
   std::string listen;  // "HOST:PORT" to accept children on (port 0: any); empty: none
   std::string parent;  // "HOST:PORT" of the parent; empty: this node is the root
+  // More places to join when the parent fails (a repeated --parent), tried
+  // after the failed parent's own ancestors.
+  std::vector<std::string> fallback_parents;
   std::chrono::milliseconds io_timeout{30000};
 };
 
@@ -109,6 +112,15 @@ class TreeNode {
   void ResetTraffic() { traffic_.Reset(); }
   // Where each connected child connects from (HOST:PORT), for status.
   std::vector<std::string> child_addresses() const;
+  // The parent this node is joined to now (it changes on reparenting), and
+  // where it would turn if that one failed.
+  std::string parent_address() const;
+  std::vector<std::string> upstream() const;
+  // Moves this node under `address` on purpose: a sync barrier first (so
+  // nothing is left that only this node has), then the old link is dropped
+  // and the node joins `address`. Fails, staying or ending up wherever it
+  // could join, when `address` cannot be joined within io_timeout.
+  Status Reparent(const std::string& address);
 
  private:
   struct Waiter {
@@ -128,9 +140,13 @@ class TreeNode {
   asio::awaitable<void> ConnectParent(std::shared_ptr<Waiter> joined);
   // Dials the parent until `give_up` (retrying every 200 ms); an empty
   // optional when it could not, with *why set.
-  asio::awaitable<std::optional<tcp::socket>> DialParent(std::chrono::steady_clock::time_point give_up,
+  asio::awaitable<std::optional<tcp::socket>> DialParent(const std::string& address,
+                                                         std::chrono::steady_clock::time_point give_up,
                                                          std::string* why);
-  void AttachParent(tcp::socket socket);
+  void AttachParent(tcp::socket socket, const std::string& address);
+  // Where to try next after losing the parent: a requested one first, then
+  // the lost parent's ancestors, the fallbacks, and the lost parent itself.
+  std::vector<std::string> Candidates() const;
   // After the parent link closed: dial again until joined (or stopped).
   asio::awaitable<void> Reconnect();
   asio::awaitable<void> TickLoop();
@@ -146,6 +162,7 @@ class TreeNode {
   uint16_t port_ = 0;
   std::atomic<bool> stopped_{false};
   std::atomic<uint8_t> lease_{0};  // replica_.lease(), as of the last Drain
+  std::atomic<bool> replica_connected_{false};  // likewise
 
   // I/O thread only.
   std::shared_ptr<Connection> parent_;
@@ -154,6 +171,9 @@ class TreeNode {
   std::map<uint64_t, std::pair<std::shared_ptr<Waiter>, size_t>> waiters_;  // op -> waiter, index
   std::shared_ptr<Waiter> join_waiter_;
   bool reconnecting_ = false;
+  std::string current_parent_;    // guarded by counters_mu_ (written on the I/O thread)
+  std::vector<std::string> upstream_copy_;  // guarded by counters_mu_
+  std::string preferred_parent_;  // I/O thread: Reparent's target
   boost::system::error_code ignored_ec_;
 
   mutable std::mutex counters_mu_;

@@ -39,13 +39,13 @@ struct Tree {
   std::unique_ptr<TreeNode> root, proxy, leaf1, leaf2;
 
   explicit Tree(std::chrono::milliseconds timeout = 5000ms) {
-    root = std::make_unique<TreeNode>(TreeNodeOptions{"127.0.0.1:0", "", timeout}, Cfg(100, 1), &root_data);
+    root = std::make_unique<TreeNode>(TreeNodeOptions{"127.0.0.1:0", "", {}, timeout}, Cfg(100, 1), &root_data);
     REQUIRE(root->Start().ok());
-    proxy = std::make_unique<TreeNode>(TreeNodeOptions{"127.0.0.1:0", Addr(root->port()), timeout}, Cfg(200, 2), &proxy_data);
+    proxy = std::make_unique<TreeNode>(TreeNodeOptions{"127.0.0.1:0", Addr(root->port()), {}, timeout}, Cfg(200, 2), &proxy_data);
     REQUIRE(proxy->Start().ok());
-    leaf1 = std::make_unique<TreeNode>(TreeNodeOptions{"", Addr(proxy->port()), timeout}, Cfg(0, 3), &leaf1_data);
+    leaf1 = std::make_unique<TreeNode>(TreeNodeOptions{"", Addr(proxy->port()), {}, timeout}, Cfg(0, 3), &leaf1_data);
     REQUIRE(leaf1->Start().ok());
-    leaf2 = std::make_unique<TreeNode>(TreeNodeOptions{"", Addr(proxy->port()), timeout}, Cfg(0, 4), &leaf2_data);
+    leaf2 = std::make_unique<TreeNode>(TreeNodeOptions{"", Addr(proxy->port()), {}, timeout}, Cfg(0, 4), &leaf2_data);
     REQUIRE(leaf2->Start().ok());
   }
 };
@@ -106,7 +106,7 @@ TEST_CASE("joining fails with a reason: nobody listening, or a volume the parent
     dead_port = a.local_endpoint().port();
   }
   MapBlockData copies;
-  TreeNode orphan(TreeNodeOptions{"", Addr(dead_port), 2000ms}, Cfg(0, 9), &copies);
+  TreeNode orphan(TreeNodeOptions{"", Addr(dead_port), {}, 2000ms}, Cfg(0, 9), &copies);
   auto start = std::chrono::steady_clock::now();
   Status st = orphan.Start();
   CHECK_FALSE(st.ok());
@@ -115,17 +115,17 @@ TEST_CASE("joining fails with a reason: nobody listening, or a volume the parent
 
   ReplicaConfig root_cfg = Cfg(1, 1);
   root_cfg.volume_size = 16 * kBs;
-  TreeNode root(TreeNodeOptions{"127.0.0.1:0", "", 2000ms}, root_cfg, &data);
+  TreeNode root(TreeNodeOptions{"127.0.0.1:0", "", {}, 2000ms}, root_cfg, &data);
   REQUIRE(root.Start().ok());
   ReplicaConfig other = Cfg(0, 2);
   other.volume_name = "other";
   MapBlockData copies2;
-  TreeNode stranger(TreeNodeOptions{"", Addr(root.port()), 2000ms}, other, &copies2);
+  TreeNode stranger(TreeNodeOptions{"", Addr(root.port()), {}, 2000ms}, other, &copies2);
   st = stranger.Start();
   CHECK_FALSE(st.ok());
   CHECK(st.message().find("does not serve volume other") != std::string::npos);
 
-  TreeNode taken(TreeNodeOptions{Addr(root.port()), "", 2000ms}, root_cfg, &data);
+  TreeNode taken(TreeNodeOptions{Addr(root.port()), "", {}, 2000ms}, root_cfg, &data);
   CHECK(taken.Start().code() == Status::Code::kBusy);  // the address is in use
 }
 

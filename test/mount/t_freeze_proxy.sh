@@ -2,7 +2,8 @@
 # Issue 4: freeze a proxy with SIGSTOP for longer than its lease while
 # another leaf writes the blocks it held, then SIGCONT it. A leaf below the
 # proxy reads the blocks all along (O_DIRECT, timed): no read that began
-# after the write completed may return the old bytes. After SIGCONT, reads
+# after the write completed may return the old bytes. Meanwhile the leaf,
+# its HEARTBEATs unanswered, moves to the root. After SIGCONT, reads
 # through the revived proxy return the new bytes.
 #
 #   root --- proxy (mounted) --- leaf
@@ -58,7 +59,7 @@ waited=$(python3 -c "print(round($t_written - $t_write_start, 1))")
 check "it waited for the proxy's lease, not much longer ($waited s)" python3 -c "import sys; sys.exit(not (1.0 <= $waited <= 6))"
 check "the root declared the proxy failed" [ "$(stat_of "$WORK/root" tree.failed_children)" -ge 1 ]
 sleep 3
-check "the leaf's lease has lapsed meanwhile" [ "$(stat_of "$WORK/leaf" tree.lease.valid)" = False ]
+check "the leaf moved to the root meanwhile" [ "$(stat_of "$WORK/leaf" tree.parent)" = "127.0.0.1:$rp" ]
 kill -CONT "$ppid"
 wait "$reader"
 old=$(head -c 65536 "$img.data" | sha256sum | cut -d' ' -f1)
@@ -70,12 +71,15 @@ import sys
 bad = [l for l in open('$WORK/reads') if float(l.split()[0]) > $t_written and l.split()[2] == '$old']
 print(len(bad), 'stale reads') if bad else None
 sys.exit(1 if bad else 0)"
-check "after SIGCONT, the leaf reads the new bytes through the proxy" \
+check "after SIGCONT, the leaf reads the new bytes" \
   wait_for "cmp -s '$WORK/new' <(dd if='$WORK/leaf/vol.img' bs=64K count=1 iflag=direct status=none 2>/dev/null)" 15
 check "and so does the proxy itself" cmp -s "$WORK/new" <(dd if="$WORK/proxy/vol.img" bs=64K count=1 iflag=direct status=none)
 check "the proxy joined the root again" [ "$(stat_of "$WORK/proxy" tree.rejoins)" -ge 1 ]
 check "its log says what it dropped" grep -q "joined the parent again" "$WORK/node-proxy.log"
+start_node "$WORK/leaf2" --parent "127.0.0.1:$pp" --volume vol "${lease[@]}" || exit 1
+check "a new leaf below the revived proxy reads the new bytes" \
+  cmp -s "$WORK/new" <(dd if="$WORK/leaf2/vol.img" bs=64K count=1 iflag=direct status=none)
 
-for n in leaf writer proxy root; do check "$n unmounts" stop_node "$WORK/$n"; done
+for n in leaf leaf2 writer proxy root; do check "$n unmounts" stop_node "$WORK/$n"; done
 check "the root's image holds the new bytes" cmp -s "$WORK/new" <(head -c 65536 "$img")
 finish
