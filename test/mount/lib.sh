@@ -8,6 +8,10 @@
 #   loop_mount IMG DIR      mount -o loop, remembered for cleanup
 #   hold_open FILE          opens FILE read-write in a helper process that
 #                           keeps it open (HELD_PID) until let_go HELD_PID
+#   make_netns NAME         a network namespace joined to ours by a veth
+#                           pair (NETNS_HOST_IP here, NETNS_PEER_IP there),
+#                           deleted on exit; NODE_NETNS=NAME start_node ...
+#                           runs that node in it (its mount stays visible)
 #   check DESC CMD...       runs CMD; counts a pass or a failure
 #   finish                  prints "N passed, N failed"; exit status 0 iff none failed
 set -u
@@ -20,6 +24,9 @@ FAILED=0
 declare -A NODE_PID=()   # mountpoint -> pid
 LOOP_MOUNTS=()
 HELPER_PIDS=()           # other processes of ours: hold_open's holders
+NETNS_MADE=()            # network namespaces we created
+NETNS_HOST_IP=""
+NETNS_PEER_IP=""
 WORK=""
 WATCHDOG=""
 
@@ -73,6 +80,7 @@ cleanup() {
     pid=${NODE_PID[$mp]}
     kill_pid "$pid"
   done
+  for ns in "${NETNS_MADE[@]}"; do ip netns del "$ns" 2>/dev/null; done  # takes its veth pair along
   # Any other mount left under the work dir (a node that died, say).
   if [ -n "$WORK" ]; then
     awk -v w="$WORK/" 'index($2, w) == 1 {print $2}' /proc/mounts | sort -r | while read -r m; do umount -l "$m"; done
@@ -111,7 +119,12 @@ start_node() {
   shift
   mkdir -p "$mp"
   local log="$WORK/node-$(basename "$mp").log"
-  "$VSHARE" mount "$mp" "$@" -f --log-file "$log" &
+  if [ -n "${NODE_NETNS:-}" ]; then
+    # Only the network namespace changes: the FUSE mount stays in ours.
+    nsenter --net="/var/run/netns/$NODE_NETNS" "$VSHARE" mount "$mp" "$@" -f --log-file "$log" &
+  else
+    "$VSHARE" mount "$mp" "$@" -f --log-file "$log" &
+  fi
   local pid=$!
   NODE_PID[$mp]=$pid
   if ! wait_for "[ -f '$mp/.vshare/stats' ]" 10; then
@@ -143,6 +156,20 @@ loop_mount() {
   mkdir -p "$2"
   mount -o loop "$1" "$2" || return 1
   LOOP_MOUNTS+=("$2")
+}
+
+make_netns() {
+  local ns=$1 n=$(( ($$ % 200) + 20 ))
+  ip netns add "$ns" || return 1
+  NETNS_MADE+=("$ns")
+  NETNS_HOST_IP=10.$n.0.1
+  NETNS_PEER_IP=10.$n.0.2
+  ip link add "vh$n" type veth peer name "vp$n" &&
+    ip link set "vp$n" netns "$ns" &&
+    ip addr add "$NETNS_HOST_IP/24" dev "vh$n" && ip link set "vh$n" up &&
+    ip -n "$ns" addr add "$NETNS_PEER_IP/24" dev "vp$n" && ip -n "$ns" link set "vp$n" up &&
+    ip -n "$ns" link set lo up || return 1
+  NETNS_VETH=vh$n
 }
 
 hold_open() {
