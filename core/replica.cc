@@ -526,6 +526,7 @@ void Replica::Tick(Time now) {
             " is over; its blocks are released");
   }
   PumpAll(now);
+  PumpLease();
   if (connected_)
     for (auto& [id, sync] : syncs_)
       if (sync.retry_at != Time{} && now >= sync.retry_at && !sync.sent_up && sync.pending == 0)
@@ -710,6 +711,7 @@ void Replica::FinishLease(const LeaseJob& job, const Status& st, WireStatus wire
 // Lease requests run one at a time, in arrival order: each may wait for the
 // parent, and the next must see its outcome.
 void Replica::PumpLease() {
+  if (now_ < lease_retry_at_) return;  // Tick comes back
   while (!lease_jobs_.empty() && !lease_waiting_parent_ && connected_) {
     LeaseJob& j = lease_jobs_.front();
     Perm target;  // what this node must hold from its parent once j is done
@@ -1543,6 +1545,12 @@ void Replica::HandleReply(uint64_t call_id, const Status& st, const Message& rep
       lease_held_ = std::max(lease_held_, j.asked);
       j.asked = Perm::kNone;  // granted when PumpLease looks again
       return PumpLease();
+    } else if (!st.ok()) {
+      // Lost with the link (or timed out): ask again shortly, of whatever
+      // parent there is then; the asker's own deadline bounds it.
+      j.asked = Perm::kNone;
+      lease_retry_at_ = now + std::chrono::milliseconds(200);
+      return;
     } else {
       const WireStatus wire = st.ok() ? reply.status.value_or(WireStatus::kBusy) : WireStatus::kBusy;
       FinishLease(j,

@@ -390,6 +390,7 @@ class Replica {
   // The writer lease (one per volume).
   std::deque<LeaseJob> lease_jobs_;
   bool lease_waiting_parent_ = false;
+  Time lease_retry_at_{};  // a request lost with the link goes again then
   int lease_local_exclusive_ = 0;  // opens on this node holding it
   int lease_local_shared_ = 0;
   std::unordered_map<LinkId, Perm> lease_children_;
