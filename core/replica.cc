@@ -405,7 +405,10 @@ void Replica::HandleIo(LinkId child, const Message& m, Time now) {
       if (!m.data || m.data->size() != cfg_.block_size) return refuse(WireStatus::kBadParamLength, ParamType::kData);
       j.data = m.data;
       j.want = Perm::kWrite;
-      break;
+      // Served at once, not queued: the requests in the block's queue may be
+      // the ones waiting for this claim to be settled.
+      ServeRecover(*m.block_num, j, now);
+      return Pump(*m.block_num, now);
     default:  // GET_COOKIES arrives with security
       return refuse(WireStatus::kBadParamValue, ParamType::kIoOp);
   }
@@ -485,17 +488,21 @@ bool Replica::BlockedByFailed(uint64_t block, Perm want, LinkId except) const {
 void Replica::ChildFailed(LinkId child, Time now, const std::string& why) {
   if (failed_.count(child)) return;
   ++failed_children_;
+  // Its grants stand until its lease (plus the margin) is over, and then
+  // one more lease: the grace period in which its children, having found
+  // it failed, join elsewhere and claim back what they wrote (RECOVER).
   Time until = now;
   if (auto it = child_lease_end_.find(child); it != child_lease_end_.end()) {
-    until = it->second + std::chrono::milliseconds(margin_ms());
+    until = std::max(now, it->second + std::chrono::milliseconds(margin_ms()));
     child_lease_end_.erase(it);
   }
+  until += std::chrono::milliseconds(cfg_.hb_ttl_ms);
   child_flags_.erase(child);
   failed_to_close_.push_back(child);
   size_t held = 0;
   for (const auto& [block, st] : states_)
     if (st.GrantOf(child) > Perm::kNone) ++held;
-  if (until <= now || (held == 0 && !lease_children_.count(child))) {
+  if (held == 0 && !lease_children_.count(child)) {
     LogInfo("volume " + cfg_.volume_name + ": child link " + std::to_string(child) + " failed (" + why +
             "); nothing of it to wait for");
     ReleaseChild(child);
@@ -608,6 +615,7 @@ void Replica::ResetAfterRejoin(Time now) {
     Job j;
     j.local_op = next_local_++;  // nobody waits for it
     j.local = LocalKind::kRecover;
+    j.give_up = now + std::chrono::milliseconds(2 * cfg_.hb_ttl_ms + 2 * margin_ms());
     j.hops = cfg_.max_hops;
     j.originator = cfg_.self;
     BlockRun& run = runs_[b];
@@ -945,6 +953,10 @@ bool Replica::AdvanceRecover(uint64_t block, Job& j, Time now) {
     return true;
   };
   if (j.stage == 0) {
+    // The parent answers IN_RECOVERY while it cannot tell yet whether the
+    // node we lost held the block; that is settled within a lease and the
+    // grace period, or never (our claim lost out to a live writer).
+    if (j.give_up != Time{} && now > j.give_up) return give_up("the claim could not be settled in time");
     std::vector<uint8_t> bytes;
     if (!data_->Get(block, &bytes)) return give_up("no copy left");
     Message up = Upstream(j, IoOp::kRecover, block, Perm::kWrite);
@@ -967,19 +979,30 @@ bool Replica::AdvanceRecover(uint64_t block, Job& j, Time now) {
   return true;
 }
 
-// A RECOVER from a child: see AdvanceRecover.
-bool Replica::ServeRecover(uint64_t block, Job& j, Time now) {
+// A RECOVER from a child: see AdvanceRecover. Taken when a failed child
+// held WRITE (the claimant was below it) or the claimant holds it already;
+// IN_RECOVERY (ask again) while another live child holds WRITE, or an
+// invalidation of the block is under way: the claimant's lost parent may
+// be that child, not yet found failed; superseded otherwise.
+void Replica::ServeRecover(uint64_t block, const Job& j, Time now) {
   BlockState& st = State(block);
-  bool failed_writer = false;
-  for (const Grant& g : st.grants)
-    if (g.perm == Perm::kWrite && failed_.count(g.child)) failed_writer = true;
+  bool failed_writer = false, live_writer = false;
+  for (const Grant& g : st.grants) {
+    if (g.perm != Perm::kWrite || g.child == j.from) continue;
+    (failed_.count(g.child) ? failed_writer : live_writer) = true;
+  }
   Message r = ReplyFor(j.reply_xid);
   r.volume_id = cfg_.volume_id;
   r.block_num = block;
+  const bool pending = runs_.count(block) && runs_[block].acks > 0;
+  if (!failed_writer && st.GrantOf(j.from) != Perm::kWrite && (live_writer || pending)) {
+    Fail(j, WireStatus::kInRecovery, "block " + std::to_string(block) + ": a claim that cannot be settled yet");
+    return;
+  }
   if ((!failed_writer && st.GrantOf(j.from) != Perm::kWrite) || Held(block, now) != Perm::kWrite) {
     r.permissions = WirePerm::kNone;  // superseded
     Finish(j, r);
-    return true;
+    return;
   }
   data_->Put(block, *j.data, /*dirty=*/!cfg_.is_root);
   ++st.version;
@@ -997,7 +1020,6 @@ bool Replica::ServeRecover(uint64_t block, Job& j, Time now) {
   r.hb_ttl_ms = cfg_.hb_ttl_ms;
   r.version = st.version;
   Finish(j, r);
-  return true;
 }
 
 // One block of DropAllLocal: make sure the bytes live elsewhere, then give
@@ -1138,7 +1160,6 @@ bool Replica::Advance(uint64_t block, Job& j, Time now) {
   if (j.local == LocalKind::kForward) return AdvanceForward(block, j, now);
   if (j.local == LocalKind::kDrop) return AdvanceDrop(block, j, now);
   if (j.local == LocalKind::kRecover) return AdvanceRecover(block, j, now);
-  if (j.op == IoOp::kRecover) return ServeRecover(block, j, now);
   if (j.forward && j.data && j.stage == 0) return StoreForwarded(block, j, now);
   if (j.op == IoOp::kPut) return AdvancePut(block, j, now);
   if (j.op == IoOp::kFlush) return AdvanceFlush(block, j, now);

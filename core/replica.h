@@ -232,6 +232,7 @@ class Replica {
     int stage = 0;                          // PUT and FLUSH: how far they got
     Time sent{};                            // when the upstream request left
     std::optional<Message> upstream_reply;  // the parent's answer to it
+    Time give_up{};                         // RECOVER: when to stop asking
   };
   struct Recall {  // an INVALIDATE from the parent being served
     uint64_t reply_xid = 0;
@@ -302,7 +303,7 @@ class Replica {
   bool AdvanceForward(uint64_t block, Job& j, Time now);  // ForwardLocal
   bool AdvanceDrop(uint64_t block, Job& j, Time now);     // one block of DropAllLocal
   bool AdvanceRecover(uint64_t block, Job& j, Time now);  // after a rejoin
-  bool ServeRecover(uint64_t block, Job& j, Time now);    // a child's RECOVER
+  void ServeRecover(uint64_t block, const Job& j, Time now);  // a child's RECOVER
   bool StoreForwarded(uint64_t block, Job& j, Time now);  // a child's FORWARD with DATA
   void HandleForward(LinkId child, const Message& m, Time now);
   // At the root, for a FORCE_SYNC request: makes the store durable. False

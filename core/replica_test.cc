@@ -775,7 +775,7 @@ TEST_CASE("the writer lease: one exclusive holder in the tree, shared ones toget
   t.net.Act("C", [](Replica& r, Time now) { r.OnChildGone(2, now); return 0; });  // F is C's link 2
   t.net.Run();
   CHECK(Lease(t, "D", false).code() == Status::Code::kBusy);
-  t.net.Advance(34000ms);  // the 30 s lease and its 3 s margin
+  t.net.Advance(64000ms);  // the 30 s lease, its 3 s margin and the 30 s grace
   CHECK(Lease(t, "D", false).ok());
 }
 
@@ -872,7 +872,7 @@ TEST_CASE("leases: a node stopped past its lease blocks a write elsewhere until 
     if (node == "F") written = t.net.now();
   };
   uint64_t w = t.net.Act("F", [](Replica& r, Time now) { return r.WriteLocal(7, 0, Fill('f'), now); });
-  t.net.Advance(40000ms);
+  t.net.Advance(70000ms);  // E's lease, the margin and the grace period
   REQUIRE(t.net.done("F").count(w));
   CHECK(t.net.done("F")[w].ok());
   // C could not recall E's copy; it waited until E could no longer use it.
@@ -905,7 +905,7 @@ TEST_CASE("leases: past its lease a node asks before using its cache; renewed in
 
 namespace {
 
-// `writer` writes block 7 while `reader` reads it once a second for 40 s.
+// `writer` writes block 7 while `reader` reads it once a second for 70 s.
 // Whether the reader ever returned the old bytes ('o') after the write had
 // completed, and when that was.
 struct WriteSeen {
@@ -921,7 +921,7 @@ WriteSeen WriteWhileReading(Fig7& t, const std::string& writer, const std::strin
     if (node == reader && seen->written != Time{} && d.data == Fill('o')) seen->stale = true;
   };
   uint64_t w = t.net.Act(writer, [fill](Replica& r, Time now) { return r.WriteLocal(7, 0, Fill(fill), now); });
-  for (int i = 0; i < 40; ++i) {
+  for (int i = 0; i < 70; ++i) {
     t.net.Act(reader, [](Replica& r, Time now) { return r.ReadLocal(7, now); });
     t.net.Advance(1000ms);
   }
@@ -988,10 +988,10 @@ TEST_CASE("reparenting: a leaf whose proxy dies joins the root and claims back w
   CHECK(t.net.replica("E").HeldAt(7, t.net.now()) == Perm::kWrite);
   CHECK(t.net.replica("E").lease_info(t.net.now()).rejoins == 1);
   // Writes after the move go on from there; D reads them once C's lease
-  // is over (until then C's grants keep D waiting).
+  // and grace period are over (until then C's grants keep D waiting).
   REQUIRE(t.Write("E", 7, Fill('f')).ok());
   uint64_t r = t.net.Act("D", [](Replica& rep, Time now) { return rep.ReadLocal(7, now); });
-  t.net.Advance(40000ms);
+  t.net.Advance(70000ms);
   REQUIRE(t.net.done("D").count(r));
   CHECK(t.net.reads("D")[r] == Fill('f'));
 }
@@ -1002,10 +1002,26 @@ TEST_CASE("reparenting: writes claimed back after someone else wrote the block a
   t.Join("E");
   REQUIRE(t.Write("E", 7, Fill('e')).ok());
   t.net.Kill("C");
-  t.net.Advance(40000ms);  // C's lease and margin are over: its grants go
+  t.net.Advance(70000ms);  // C's lease, margin and grace are over: its grants go
   REQUIRE(t.Write("D", 7, Fill('d')).ok());
   t.net.MoveTo("E", "A");
-  t.net.Advance(1000ms);
+  // D (through B) holds WRITE: A cannot tell E's claim from B's failure yet,
+  // so E asks until its claim's time is up, then drops it.
+  t.net.Advance(70000ms);
   CHECK(t.Read("E", 7) == Fill('d'));  // E's older write did not overwrite D's
   CHECK(t.Read("D", 7) == Fill('d'));
+}
+
+TEST_CASE("reparenting: a claim that arrives before the lost proxy is found failed waits, and is not overtaken") {
+  Fig7 t;
+  t.Join("E");
+  REQUIRE(t.Write("E", 7, Fill('e')).ok());  // async: only E has it
+  t.net.SetDown("C", true);                  // C stops, holding WRITE for E
+  uint64_t r = t.net.Act("A", [](Replica& rep, Time now) { return rep.ReadLocal(7, now); });
+  t.net.Advance(3000ms);                     // A's recall of C is still waiting
+  t.net.MoveTo("E", "A");                    // E has given C up and claims block 7
+  t.net.Advance(70000ms);
+  REQUIRE(t.net.done("A").count(r));
+  CHECK(t.net.reads("A")[r] == Fill('e'));   // the acknowledged write was not lost
+  CHECK(t.Read("E", 7) == Fill('e'));
 }

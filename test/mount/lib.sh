@@ -196,6 +196,28 @@ let_go() {
   return 0
 }
 
+# The four workers of linearizability history H (test/lin/workload.py): on
+# the root's mount once, leaf a's twice, leaf b's once, 12 operations each
+# on two fresh blocks, recorded in $WORK/history.jsonl. start_history
+# returns at once (HISTORY_PIDS); finish_history waits, false if any failed.
+start_history() {
+  local h=$1 blocks="$((100 + 2 * $1)),$((101 + 2 * $1))" p=1 mp
+  local workload
+  workload=$(cd "$(dirname "${BASH_SOURCE[0]}")/../lin" && pwd)/workload.py
+  HISTORY_PIDS=()
+  for mp in root a a b; do
+    python3 "$workload" "$WORK/$mp/vol.img" "$WORK/history.jsonl" "$h" "$p" 12 "$blocks" "$((h * 10 + p))" &
+    HISTORY_PIDS+=($!)
+    p=$((p + 1))
+  done
+}
+
+finish_history() {
+  local pid ok=0
+  for pid in "${HISTORY_PIDS[@]}"; do wait "$pid" || ok=1; done
+  return $ok
+}
+
 loop_umount() {
   umount "$1"
 }

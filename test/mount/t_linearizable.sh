@@ -10,7 +10,6 @@
 begin linearizable
 : "${LINCHECK:=$(dirname "$VSHARE")/lincheck}"
 [ -x "$LINCHECK" ] || { echo "lincheck not found at $LINCHECK"; exit 1; }
-workload=$(cd "$(dirname "$0")/../lin" && pwd)/workload.py
 
 img=$WORK/backing.img
 "$VSHARE" create "$img" --size 64M >/dev/null
@@ -23,17 +22,10 @@ wait_for "[ -s '$WORK/proxy.port' ]" 10 || { check "proxy up" false; finish; exi
 start_node "$WORK/a" --parent "127.0.0.1:$(cat "$WORK/proxy.port")" --volume vol --io-timeout 10 --shared-writers || exit 1
 start_node "$WORK/b" --parent "127.0.0.1:$(cat "$WORK/proxy.port")" --volume vol --io-timeout 10 --shared-writers || exit 1
 
-history=$WORK/history.jsonl
+history=$WORK/history.jsonl  # written by start_history
 for h in $(seq 1 50); do
-  blocks="$((100 + 2 * h)),$((101 + 2 * h))"
-  pids=()
-  python3 "$workload" "$WORK/root/vol.img" "$history" "$h" 1 12 "$blocks" "$((h * 10 + 1))" & pids+=($!)
-  python3 "$workload" "$WORK/a/vol.img" "$history" "$h" 2 12 "$blocks" "$((h * 10 + 2))" & pids+=($!)
-  python3 "$workload" "$WORK/a/vol.img" "$history" "$h" 3 12 "$blocks" "$((h * 10 + 3))" & pids+=($!)
-  python3 "$workload" "$WORK/b/vol.img" "$history" "$h" 4 12 "$blocks" "$((h * 10 + 4))" & pids+=($!)
-  ok=1
-  for p in "${pids[@]}"; do wait "$p" || ok=0; done
-  [ $ok = 1 ] || { check "history $h: every worker finished" false; break; }
+  start_history "$h"
+  finish_history || { check "history $h: every worker finished" false; break; }
 done
 check "no write-open waited for the lease or was refused" bash -c "! grep -h 'writer lease' '$WORK'/node-*.log"
 check "2400 operations were recorded" [ "$(wc -l <"$history")" = 2400 ]

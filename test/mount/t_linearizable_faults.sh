@@ -10,7 +10,6 @@
 begin linearizable_faults
 : "${LINCHECK:=$(dirname "$VSHARE")/lincheck}"
 [ -x "$LINCHECK" ] || { echo "lincheck not found at $LINCHECK"; exit 1; }
-workload=$(cd "$(dirname "$0")/../lin" && pwd)/workload.py
 HISTORIES=${HISTORIES:-30}
 
 img=$WORK/backing.img
@@ -31,7 +30,7 @@ for n in a b; do
   start_node "$WORK/$n" --parent "127.0.0.1:$pport" --volume vol --io-timeout 15 "${timing[@]}" || exit 1
 done
 
-history=$WORK/history.jsonl
+history=$WORK/history.jsonl  # written by start_history
 kills=0 freezes=0 moves=0
 for h in $(seq 1 "$HISTORIES"); do
   for n in a b; do  # back below the proxy
@@ -39,12 +38,7 @@ for h in $(seq 1 "$HISTORIES"); do
       "$VSHARE" ctl "$WORK/$n" "{\"cmd\":\"reparent\",\"parent\":\"127.0.0.1:$pport\"}" >/dev/null && moves=$((moves + 1))
     fi
   done
-  blocks="$((100 + 2 * h)),$((101 + 2 * h))"
-  pids=()
-  python3 "$workload" "$WORK/root/vol.img" "$history" "$h" 1 12 "$blocks" "$((h * 10 + 1))" & pids+=($!)
-  python3 "$workload" "$WORK/a/vol.img" "$history" "$h" 2 12 "$blocks" "$((h * 10 + 2))" & pids+=($!)
-  python3 "$workload" "$WORK/a/vol.img" "$history" "$h" 3 12 "$blocks" "$((h * 10 + 3))" & pids+=($!)
-  python3 "$workload" "$WORK/b/vol.img" "$history" "$h" 4 12 "$blocks" "$((h * 10 + 4))" & pids+=($!)
+  start_history "$h"
   sleep "0.$((RANDOM % 3))"
   proxy=${NODE_PID[serve:proxy]}
   case $((h % 3)) in
@@ -52,9 +46,7 @@ for h in $(seq 1 "$HISTORIES"); do
     1) kill -STOP "$proxy"; sleep 2.5; kill -CONT "$proxy"; freezes=$((freezes + 1)) ;;
     *) ;;  # a quiet one
   esac
-  ok=1
-  for p in "${pids[@]}"; do wait "$p" || ok=0; done
-  [ $ok = 1 ] || { check "history $h: every worker finished" false; break; }
+  finish_history || { check "history $h: every worker finished" false; break; }
   if ! kill -0 "${NODE_PID[serve:proxy]}" 2>/dev/null; then
     start_proxy || { check "history $h: the proxy starts again" false; break; }
   fi
