@@ -304,6 +304,10 @@ int Mount(const Args& args) {
       t.frozen_blocks = li.frozen_blocks;
       t.failed_children = li.failed_children;
       t.rejoins = li.rejoins;
+      t.reparents = tv->node().reparents();
+      t.recovered = li.recovered;
+      t.recovery_lost = li.recovery_lost;
+      t.claims_served = li.claims_served;
       return t;
     }, [tv] { tv->node().ResetTraffic(); });
     if (child) node.SetReparent([tv](const std::string& address) { return tv->node().Reparent(address); });

@@ -205,8 +205,10 @@ std::string LeaseLine(const json& t) {
 
 // "0 frozen blocks, 0 failed children, 0 rejoins".
 std::string FailureLine(const json& t) {
-  return std::to_string(t.value("frozen_blocks", 0)) + " frozen blocks, " + std::to_string(t.value("failed_children", 0)) +
-         " failed children, " + std::to_string(t.value("rejoins", 0)) + " rejoins";
+  auto n = [&t](const char* key) { return std::to_string(t.value(key, 0)); };
+  return n("frozen_blocks") + " frozen blocks, " + n("failed_children") + " failed children, " + n("rejoins") +
+         " rejoins (" + n("reparents") + " to another parent), " + n("recovered") + " blocks recovered, " +
+         n("recovery_lost") + " lost, " + n("claims_served") + " claims taken from children";
 }
 
 // "GET 3, FLUSH 1", or "none".

@@ -36,6 +36,10 @@ struct TreeStats {
   uint64_t frozen_blocks = 0;       // blocks a failed child's grants still hold
   uint64_t failed_children = 0;
   uint64_t rejoins = 0;
+  uint64_t reparents = 0;        // joins below a different parent than before
+  uint64_t recovered = 0;
+  uint64_t recovery_lost = 0;
+  uint64_t claims_served = 0;
   TrafficSnapshot traffic;
 };
 

@@ -655,6 +655,9 @@ LeaseInfo Replica::lease_info(Time now) const {
       }
   i.failed_children = failed_children_;
   i.rejoins = rejoins_;
+  i.recovered = recovered_;
+  i.recovery_lost = recovery_lost_;
+  i.claims_served = claims_served_;
   return i;
 }
 
@@ -943,6 +946,7 @@ bool Replica::AdvanceForward(uint64_t block, Job& j, Time now) {
 // superseded and are dropped, said in the log.
 bool Replica::AdvanceRecover(uint64_t block, Job& j, Time now) {
   auto give_up = [&](const std::string& why) {
+    ++recovery_lost_;
     LogWarning("volume " + cfg_.volume_name + ": block " + std::to_string(block) +
                ": writes made here could not be recovered (" + why + "); they are lost");
     forwarded_.erase(block);
@@ -975,6 +979,7 @@ bool Replica::AdvanceRecover(uint64_t block, Job& j, Time now) {
   if (up.ttl_ms) expiry_[block] = j.sent + std::chrono::milliseconds(*up.ttl_ms);
   data_->MarkClean(block);
   forwarded_.insert(block);  // the new parent holds them now; we still answer for them
+  ++recovered_;
   Finish(j, ReplyFor(0));
   return true;
 }
@@ -1019,6 +1024,7 @@ void Replica::ServeRecover(uint64_t block, const Job& j, Time now) {
   r.ttl_ms = TtlLeft(block, now);
   r.hb_ttl_ms = cfg_.hb_ttl_ms;
   r.version = st.version;
+  ++claims_served_;
   Finish(j, r);
 }
 

@@ -93,6 +93,9 @@ struct LeaseInfo {
   uint64_t frozen_blocks = 0;     // blocks a failed child's grants hold up
   uint64_t failed_children = 0;   // children declared failed, ever
   uint64_t rejoins = 0;           // times this node joined its parent again
+  uint64_t recovered = 0;         // blocks it claimed back with RECOVER and kept
+  uint64_t recovery_lost = 0;     // blocks it claimed back in vain (logged: writes lost)
+  uint64_t claims_served = 0;     // RECOVERs it took from children
 };
 
 struct LocalDone {
@@ -405,6 +408,7 @@ class Replica {
   bool ever_renewed_ = false;
   bool rejoining_ = false;
   uint64_t rejoins_ = 0;
+  uint64_t recovered_ = 0, recovery_lost_ = 0, claims_served_ = 0;
   int heartbeat_failures_ = 0;  // in a row
   bool parent_failed_ = false;
   std::string parent_address_;

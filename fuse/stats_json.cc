@@ -89,6 +89,10 @@ nlohmann::json NodeStatsJson(const Node& node, const NodeStatsContext& ctx) {
             {"frozen_blocks", t->frozen_blocks},
             {"failed_children", t->failed_children},
             {"rejoins", t->rejoins},
+            {"reparents", t->reparents},
+            {"recovered", t->recovered},
+            {"recovery_lost", t->recovery_lost},
+            {"claims_served", t->claims_served},
             {"traffic", TrafficJson(t->traffic)}};
   }
   return {

@@ -235,6 +235,7 @@ std::vector<std::string> TreeNode::Candidates() const {
 asio::awaitable<void> TreeNode::Reconnect() {
   reconnecting_ = true;
   const std::vector<std::string> candidates = Candidates();
+  const std::string lost = parent_address();
   for (size_t i = 0; !stopped_; ++i) {
     const std::string& address = candidates[i % candidates.size()];
     std::string why;
@@ -254,8 +255,9 @@ asio::awaitable<void> TreeNode::Reconnect() {
       co_await t.async_wait(asio::redirect_error(asio::use_awaitable, ignored_ec_));
     }
     if (replica_.connected()) {
-      LogInfo("volume " + replica_.config().volume_name + ": joined " + address +
-              (address == candidates.back() ? "" : " (reparented)"));
+      const bool moved = address != lost;
+      if (moved) ++reparents_;
+      LogInfo("volume " + replica_.config().volume_name + ": joined " + address + (moved ? " (reparented)" : ""));
       break;
     }
     LogWarning("volume " + replica_.config().volume_name + ": joining " + address + " failed: " +

@@ -116,6 +116,7 @@ class TreeNode {
   // where it would turn if that one failed.
   std::string parent_address() const;
   std::vector<std::string> upstream() const;
+  uint64_t reparents() const { return reparents_; }
   // Moves this node under `address` on purpose: a sync barrier first (so
   // nothing is left that only this node has), then the old link is dropped
   // and the node joins `address`. Fails, staying or ending up wherever it
@@ -163,6 +164,7 @@ class TreeNode {
   std::atomic<bool> stopped_{false};
   std::atomic<uint8_t> lease_{0};  // replica_.lease(), as of the last Drain
   std::atomic<bool> replica_connected_{false};  // likewise
+  std::atomic<uint64_t> reparents_{0};
 
   // I/O thread only.
   std::shared_ptr<Connection> parent_;

@@ -45,6 +45,11 @@ run_mode() {  # MODE FSYNC_EVERY CHECK: one proxy and one leaf, the proxy killed
   check "$mode: the workload finished without an error" [ $? = 0 ]
   check "$mode: it wrote all 400 blocks" [ "$(grep -c ^write "$log")" = 400 ]
   check "$mode: the leaf joined again once" [ "$(stat_of "$leaf" tree.rejoins)" = 1 ]
+  check "$mode: below another parent" [ "$(stat_of "$leaf" tree.reparents)" = 1 ]
+  check "$mode: no claimed block was lost" [ "$(stat_of "$leaf" tree.recovery_lost)" = 0 ]
+  if [ "$mode" != sync ]; then  # sync writes are at the root already: nothing to claim
+    check "$mode: it claimed blocks back ($(stat_of "$leaf" tree.recovered))" [ "$(stat_of "$leaf" tree.recovered)" -gt 0 ]
+  fi
   check "$mode: the leaf reads what it should ($what)" python3 "$fault/check_log.py" "$leaf/vol.img" "$log" "$what"
   check "$mode: the leaf unmounts" stop_node "$leaf"
   # (Each run writes the same blocks: check the root's image before the next.)
