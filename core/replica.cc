@@ -609,6 +609,10 @@ void Replica::ResetAfterRejoin(Time now) {
     data_->Drop(b);
     State(b).held = Perm::kNone;
   }
+  claims_pending_ = claim.size();
+  claims_kept_ = 0;
+  claims_lost_.clear();
+  recovery_lost_at_rejoin_ = recovery_lost_;
   std::vector<uint64_t> claimed(claim.begin(), claim.end());
   std::sort(claimed.begin(), claimed.end());
   for (uint64_t b : claimed) {
@@ -947,8 +951,7 @@ bool Replica::AdvanceForward(uint64_t block, Job& j, Time now) {
 bool Replica::AdvanceRecover(uint64_t block, Job& j, Time now) {
   auto give_up = [&](const std::string& why) {
     ++recovery_lost_;
-    LogWarning("volume " + cfg_.volume_name + ": block " + std::to_string(block) +
-               ": writes made here could not be recovered (" + why + "); they are lost");
+    ClaimSettled(block, false, why);
     forwarded_.erase(block);
     data_->Drop(block);
     expiry_.erase(block);
@@ -980,8 +983,27 @@ bool Replica::AdvanceRecover(uint64_t block, Job& j, Time now) {
   data_->MarkClean(block);
   forwarded_.insert(block);  // the new parent holds them now; we still answer for them
   ++recovered_;
+  ClaimSettled(block, true, "");
   Finish(j, ReplyFor(0));
   return true;
+}
+
+void Replica::ClaimSettled(uint64_t block, bool kept, const std::string& why) {
+  if (kept) ++claims_kept_;
+  else if (claims_lost_.size() < 8) claims_lost_.push_back(block);
+  if (!kept && claims_lost_.size() <= 1) last_claim_loss_ = why;
+  if (claims_pending_ == 0 || --claims_pending_ > 0) return;
+  const uint64_t lost = recovery_lost_ - recovery_lost_at_rejoin_;
+  if (lost == 0) {
+    LogInfo("volume " + cfg_.volume_name + ": recovery done: all " + std::to_string(claims_kept_) +
+            " blocks written here were taken by the new parent");
+    return;
+  }
+  std::string list;
+  for (uint64_t b : claims_lost_) list += (list.empty() ? "" : ", ") + std::to_string(b);
+  LogWarning("volume " + cfg_.volume_name + ": recovery done: " + std::to_string(claims_kept_) + " blocks kept, " +
+             std::to_string(lost) + " lost (" + last_claim_loss_ + "): writes made here to blocks " + list +
+             (lost > claims_lost_.size() ? ", ..." : "") + " are gone");
 }
 
 // A RECOVER from a child: see AdvanceRecover. Taken when a failed child

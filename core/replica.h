@@ -409,6 +409,12 @@ class Replica {
   bool rejoining_ = false;
   uint64_t rejoins_ = 0;
   uint64_t recovered_ = 0, recovery_lost_ = 0, claims_served_ = 0;
+  // The claims of the latest rejoin, summed up in one log line when settled.
+  size_t claims_pending_ = 0, claims_kept_ = 0;
+  std::vector<uint64_t> claims_lost_;  // the first few
+  uint64_t recovery_lost_at_rejoin_ = 0;
+  std::string last_claim_loss_;
+  void ClaimSettled(uint64_t block, bool kept, const std::string& why);
   int heartbeat_failures_ = 0;  // in a row
   bool parent_failed_ = false;
   std::string parent_address_;
