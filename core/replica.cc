@@ -95,7 +95,7 @@ void Replica::SendToChild(LinkId child, Message m) {
       m.hb_ttl_ms.reset();
     } else {
       m.hb_ttl_ms = t;
-      if (!failed_.count(child)) {
+      if (child_flags_.count(child)) {  // live and joined
         Time& end = child_lease_end_[child];
         end = std::max(end, now_ + std::chrono::milliseconds(t));
       }
@@ -149,6 +149,10 @@ void Replica::StartSync(LinkId from, uint64_t reply_xid, uint64_t local_op, Time
   s.local_op = local_op;
   s.drop = drop;
   s.forwarded.assign(forwarded_.begin(), forwarded_.end());
+  if (from == kLocal && !drop && writes_lost_) {  // fsync reports a loss once, as the kernel does
+    writes_lost_ = false;
+    s.error = Status::IOError("writes made here were lost when the parent failed (see the log)");
+  }
   if (drop) {
     // Every block held here goes back, dirty or not (a proxy's too: its
     // children's grants are untouched, so it keeps what they need).
@@ -274,6 +278,13 @@ void Replica::OnReply(uint64_t call_id, const Status& st, const Message& reply, 
 }
 
 void Replica::HandleChildMessage(LinkId child, const Message& m, Time now) {
+  // A child found failed is written off until its link closes: nothing it
+  // asks is served, and above all its lease is not renewed.
+  if (failed_.count(child)) {
+    if (m.opcode != Opcode::kOkReply && m.opcode != Opcode::kErrReply)
+      SendToChild(child, ErrorReply(m.xid, WireStatus::kInRecovery));
+    return;
+  }
   switch (m.opcode) {
     case Opcode::kConnect:
       return HandleConnect(child, m, now);
@@ -491,12 +502,13 @@ void Replica::ChildFailed(LinkId child, Time now, const std::string& why) {
   // Its grants stand until its lease (plus the margin) is over, and then
   // one more lease: the grace period in which its children, having found
   // it failed, join elsewhere and claim back what they wrote (RECOVER).
-  Time until = now;
+  // (Counted from the end of its lease: its children find it failed by
+  // then at the latest, since it stopped answering before.)
+  Time until = now + std::chrono::milliseconds(cfg_.hb_ttl_ms);
   if (auto it = child_lease_end_.find(child); it != child_lease_end_.end()) {
-    until = std::max(now, it->second + std::chrono::milliseconds(margin_ms()));
+    until = std::max(now, it->second + std::chrono::milliseconds(margin_ms() + cfg_.hb_ttl_ms));
     child_lease_end_.erase(it);
   }
-  until += std::chrono::milliseconds(cfg_.hb_ttl_ms);
   child_flags_.erase(child);
   failed_to_close_.push_back(child);
   size_t held = 0;
@@ -602,6 +614,19 @@ void Replica::ResetAfterRejoin(Time now) {
   // anything else queued for them; every other copy is dropped.
   std::unordered_set<uint64_t> claim(forwarded_.begin(), forwarded_.end());
   for (uint64_t b : data_->DirtyBlocks()) claim.insert(b);
+  if (!claim.empty() && now > lease_until_ + std::chrono::milliseconds(cfg_.hb_ttl_ms + margin_ms())) {
+    // Cut off for longer than the grace period: whatever held the blocks for
+    // us has let them go, and someone may have written them since.
+    LogWarning("volume " + cfg_.volume_name + ": joined again too late to claim back " + std::to_string(claim.size()) +
+               " blocks written here; those writes are lost");
+    recovery_lost_ += claim.size();
+    writes_lost_ = true;
+    for (uint64_t b : claim) {
+      data_->Drop(b);
+      State(b).held = Perm::kNone;
+    }
+    claim.clear();
+  }
   std::vector<uint64_t> blocks;
   for (const auto& [block, st] : states_) blocks.push_back(block);
   for (uint64_t b : blocks) {
@@ -902,6 +927,18 @@ uint64_t Replica::DropAllLocal(Time now) {
   return op;
 }
 
+// A job whose upstream request must go again. Most redo their last stage;
+// a FLUSH only sends its request again, since its first stage has already
+// taken the sender's data and permission (running it again would take a
+// child's retried FLUSH for a stale one).
+void Replica::Restage(Job& j) {
+  if (j.op == IoOp::kFlush && j.local != LocalKind::kDrop && j.stage == 1) {
+    j.resend = true;
+    return;
+  }
+  if (j.stage > 0) --j.stage;
+}
+
 void Replica::CallUpstream(uint64_t block, Job& j, Message up, Time now) {
   j.sent = now;
   j.upstream_reply.reset();
@@ -951,6 +988,7 @@ bool Replica::AdvanceForward(uint64_t block, Job& j, Time now) {
 bool Replica::AdvanceRecover(uint64_t block, Job& j, Time now) {
   auto give_up = [&](const std::string& why) {
     ++recovery_lost_;
+    writes_lost_ = true;
     ClaimSettled(block, false, why);
     forwarded_.erase(block);
     data_->Drop(block);
@@ -1021,12 +1059,19 @@ void Replica::ServeRecover(uint64_t block, const Job& j, Time now) {
   Message r = ReplyFor(j.reply_xid);
   r.volume_id = cfg_.volume_id;
   r.block_num = block;
-  const bool pending = runs_.count(block) && runs_[block].acks > 0;
-  if (!failed_writer && st.GrantOf(j.from) != Perm::kWrite && (live_writer || pending)) {
+  auto run = runs_.find(block);
+  const bool pending = run != runs_.end() && run->second.acks > 0;
+  // Our own right to the block is unsettled while our lease has lapsed or
+  // we are claiming it back ourselves (after our own rejoin).
+  const bool own_claim = run != runs_.end() && !run->second.jobs.empty() &&
+                         run->second.jobs.front().local == LocalKind::kRecover;
+  const bool unsettled = !cfg_.is_root && (!LeaseValid(now) || own_claim);
+  if ((!failed_writer && st.GrantOf(j.from) != Perm::kWrite && (live_writer || pending)) || unsettled) {
     Fail(j, WireStatus::kInRecovery, "block " + std::to_string(block) + ": a claim that cannot be settled yet");
     return;
   }
-  if ((!failed_writer && st.GrantOf(j.from) != Perm::kWrite) || Held(block, now) != Perm::kWrite) {
+  // What we hold, whatever the time left on the block's own grant.
+  if ((!failed_writer && st.GrantOf(j.from) != Perm::kWrite) || (!cfg_.is_root && st.held != Perm::kWrite)) {
     r.permissions = WirePerm::kNone;  // superseded
     Finish(j, r);
     return;
@@ -1284,12 +1329,13 @@ void Replica::Invalidate(uint64_t block, LinkId child, Perm to, Time now) {
   uint64_t id = next_call_++;
   calls_.emplace(id, Call{CallKind::kInvalidate, block, child, to, now});
   Outgoing o{Outgoing::Kind::kCall, false, child, id, std::move(m)};
-  // Waiting longer than the child's lease is pointless: after it, the child
-  // cannot use what it holds, answer or not.
+  // No longer than the child's lease, plus what the child itself may have
+  // to wait for a failed child of its own (that one's lease, ending no
+  // later, and the grace period): past that, a live child has answered.
   if (auto it = child_lease_end_.find(child); it != child_lease_end_.end())
     o.timeout = std::max(std::chrono::milliseconds(200),
                          std::chrono::duration_cast<std::chrono::milliseconds>(it->second - now) +
-                             std::chrono::milliseconds(margin_ms()));
+                             std::chrono::milliseconds(2 * margin_ms() + cfg_.hb_ttl_ms));
   outbox_.push_back(std::move(o));
   ++runs_[block].acks;
 }
@@ -1315,6 +1361,13 @@ bool Replica::AdvancePut(uint64_t block, Job& j, Time now) {
   auto release_writer = [&] {
     if (j.from != kLocal) State(block) = Step(State(block), Event{Event::Kind::kRelease, j.from, Perm::kNone}).next;
   };
+  if (j.stage == 1 && BlockedByFailed(block, Perm::kWrite, j.from)) {
+    // An invalidation failed meanwhile: that child's grant stands until its
+    // lease is over.
+    if (j.from == kLocal) return false;
+    Fail(j, WireStatus::kInRecovery, "block " + std::to_string(block) + " waits for a failed child's lease");
+    return true;
+  }
   if (j.stage == 1) {
     if (cfg_.is_root) {
       data_->Put(block, *j.data, false);
@@ -1425,6 +1478,13 @@ bool Replica::AdvanceFlush(uint64_t block, Job& j, Time now) {
     j.stage = 1;
     return false;
   }
+  if (j.resend) {  // the request was lost or refused for now: the same again
+    j.resend = false;
+    Message again = Upstream(j, IoOp::kFlush, block, j.want);
+    again.data = j.data;
+    CallUpstream(block, j, std::move(again), now);
+    return false;
+  }
   const Message& up = *j.upstream_reply;
   if (up.opcode != Opcode::kOkReply) {
     Fail(j, up.status.value_or(WireStatus::kBusy), "the parent refused the FLUSH");
@@ -1452,7 +1512,7 @@ void Replica::HandleParentMessage(const Message& m, Time now) {
   if (m.opcode == Opcode::kInvalidate && m.block_num) {
     if (m.volume_id && *m.volume_id != parent_volume_id_) return SendToParent(ErrorReply(m.xid, WireStatus::kNoSuchVolume));
     BlockRun& run = runs_[*m.block_num];
-    run.recall = Recall{m.xid, FromWire(m.permissions, Perm::kNone), false};
+    run.recall = Recall{m.xid, FromWire(m.permissions, Perm::kNone), {}, false};
     return ServeRecall(*m.block_num, now);
   }
   if (m.opcode == Opcode::kPush && m.block_num && m.data && m.data->size() == cfg_.block_size && m.ttl_ms) {
@@ -1472,16 +1532,15 @@ void Replica::HandleParentMessage(const Message& m, Time now) {
 void Replica::ServeRecall(uint64_t block, Time now) {
   BlockRun& run = runs_[block];
   Recall& rc = *run.recall;
-  bool had_children = false;
-  if (!rc.recalled_children) {
-    rc.recalled_children = true;
-    for (const Grant& g : State(block).grants)
-      if (g.perm > rc.to && !failed_.count(g.child)) {
-        Invalidate(block, g.child, rc.to, now);
-        had_children = true;
-      }
-    rc.invalidated_children = had_children;
-  }
+  // Every live grant above the target is recalled, including one taken
+  // while the recall waited (a RECOVER claim), each child once.
+  for (const Grant& g : State(block).grants)
+    if (g.perm > rc.to && !failed_.count(g.child) &&
+        std::find(rc.recalled.begin(), rc.recalled.end(), g.child) == rc.recalled.end()) {
+      rc.recalled.push_back(g.child);
+      Invalidate(block, g.child, rc.to, now);
+      rc.invalidated_children = true;
+    }
   if (run.acks > 0) return;
   // A failed child's grant stands until its lease is over (Tick comes back).
   if (BlockedByFailed(block, rc.to == Perm::kNone ? Perm::kWrite : Perm::kRead, kLocal)) return;
@@ -1656,7 +1715,7 @@ void Replica::HandleReply(uint64_t call_id, const Status& st, const Message& rep
     // Above us a failed node's grant holds the block for a while: ask again
     // shortly (the caller's own deadline bounds the wait).
     run.retry_at = now + std::chrono::milliseconds(100);
-    if (j.stage > 0) --j.stage;
+    Restage(j);
     return;
   }
   if (!st.ok() && j.op != IoOp::kPut) {
@@ -1666,7 +1725,7 @@ void Replica::HandleReply(uint64_t call_id, const Status& st, const Message& rep
     // ignored once the sender's WRITE is gone. The asker's own deadline
     // bounds the wait.
     run.retry_at = now + std::chrono::milliseconds(200);
-    if (j.stage > 0) --j.stage;
+    Restage(j);
     return;
   }
   if (j.op == IoOp::kPut || j.op == IoOp::kFlush || j.local == LocalKind::kForward || j.local == LocalKind::kDrop ||

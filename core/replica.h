@@ -236,11 +236,12 @@ class Replica {
     Time sent{};                            // when the upstream request left
     std::optional<Message> upstream_reply;  // the parent's answer to it
     Time give_up{};                         // RECOVER: when to stop asking
+    bool resend = false;                    // FLUSH: send the upstream request again
   };
   struct Recall {  // an INVALIDATE from the parent being served
     uint64_t reply_xid = 0;
     Perm to = Perm::kNone;
-    bool recalled_children = false;
+    std::vector<LinkId> recalled;  // children sent INVALIDATE for it
     bool invalidated_children = false;
   };
   struct BlockRun {
@@ -315,6 +316,7 @@ class Replica {
   // Sends `j`'s request for `block` to the parent and parks the queue
   // until the answer (kept in j.upstream_reply).
   void CallUpstream(uint64_t block, Job& j, Message up, Time now);
+  void Restage(Job& j);
   void ServeRecall(uint64_t block, Time now);
   void AskParent(uint64_t block, const Job& j, Time now);
   void Invalidate(uint64_t block, LinkId child, Perm to, Time now);
@@ -413,6 +415,7 @@ class Replica {
   size_t claims_pending_ = 0, claims_kept_ = 0;
   std::vector<uint64_t> claims_lost_;  // the first few
   uint64_t recovery_lost_at_rejoin_ = 0;
+  bool writes_lost_ = false;  // reported once, by the next local sync barrier
   std::string last_claim_loss_;
   void ClaimSettled(uint64_t block, bool kept, const std::string& why);
   int heartbeat_failures_ = 0;  // in a row
