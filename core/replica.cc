@@ -219,6 +219,10 @@ void Replica::SyncProgress(uint64_t id, Time now) {
 void Replica::FinishSync(uint64_t id, Status st) {  // by value: it may live in syncs_
   SyncOp s = syncs_.at(id);
   syncs_.erase(id);
+  if (st.ok() && s.from == kLocal && !s.drop && writes_lost_) {  // lost while the barrier ran
+    writes_lost_ = false;
+    st = Status::IOError("writes made here were lost when the parent failed (see the log)");
+  }
   if (st.ok() && !s.drop)  // the barrier reached the root: what we forwarded is there now
     for (uint64_t b : s.forwarded) forwarded_.erase(b);
   if (s.from == kLocal) {

@@ -815,11 +815,20 @@ TEST_CASE("semi-sync: FORWARD puts the bytes in the parent only; dropping the bl
   CHECK(t.Read("F", 7) == Fill('f'));
 }
 
+namespace {
+
+// Node G, below `parent`, joined with SYNC_WRITE in its CONNECT_FLAGS.
+void AddSyncWriter(Fig7& t, const std::string& parent) {
+  ReplicaConfig cfg = Cfg(1, 7);
+  cfg.connect_flags = connect_flags::kSyncWrite;
+  t.net.AddNode("G", cfg, parent);
+}
+
+}  // namespace
+
 TEST_CASE("a dirty block is dropped with a FLUSH that keeps nothing; a child that asked for SYNC_WRITE is synced at the root") {
   Fig7 t;
-  ReplicaConfig sync_cfg = Cfg(1, 7);
-  sync_cfg.connect_flags = connect_flags::kSyncWrite;
-  t.net.AddNode("G", sync_cfg, "B");
+  AddSyncWriter(t, "B");
   t.Join("D");
   t.Join("G");
   REQUIRE(t.Write("D", 7, Fill('d')).ok());
@@ -1024,4 +1033,150 @@ TEST_CASE("reparenting: a claim that arrives before the lost proxy is found fail
   REQUIRE(t.net.done("A").count(r));
   CHECK(t.net.reads("A")[r] == Fill('e'));   // the acknowledged write was not lost
   CHECK(t.Read("E", 7) == Fill('e'));
+}
+
+// ---- Failure handling: regressions from the review ----
+
+namespace {
+
+// Runs the network in 100 ms steps until `node` has completed `op`, for at
+// most `limit`. Whether it has.
+bool AdvanceUntilDone(Fig7& t, const std::string& node, uint64_t op, std::chrono::milliseconds limit) {
+  for (auto waited = 0ms; !t.net.done(node).count(op) && waited < limit; waited += 100ms) t.net.Advance(100ms);
+  return t.net.done(node).count(op) > 0;
+}
+
+}  // namespace
+
+TEST_CASE("reparenting: a claim taken while the proxy serves a recall from above is recalled too, leaving one writer") {
+  // G, a level below E, holds WRITE on block 7 through E and C. E stops and
+  // C finds it failed. D, on the other branch, writes block 7: A recalls C,
+  // and C waits out E's lease and grace period before it answers. Meanwhile
+  // G gives E up, joins C and claims block 7 back with RECOVER; C takes the
+  // claim (its writer, E, has failed). The recall must take G's new grant
+  // too: otherwise C answers A, D gets WRITE, and G writes on beside it.
+  Fig7 t;
+  t.net.AddNode("G", Cfg(1, 7), "E");
+  t.Join("D");
+  t.Join("G");
+  REQUIRE(t.Write("G", 7, Fill('g')).ok());  // dirty at G only
+  t.net.Advance(20000ms);
+  t.net.SetDown("E", true);
+  for (int i = 0; i < 600 && t.net.replica("C").lease_info(t.net.now()).failed_children == 0; ++i) t.net.Advance(100ms);
+  REQUIRE(t.net.replica("C").lease_info(t.net.now()).failed_children == 1);
+  t.net.Advance(5000ms);
+  uint64_t w = t.net.Act("D", [](Replica& r, Time now) { return r.WriteLocal(7, 0, Fill('d'), now); });
+  t.net.Advance(3000ms);    // D->B->A, A->C INVALIDATE: C's recall waits for E
+  REQUIRE_FALSE(t.net.done("D").count(w));
+  t.net.MoveTo("G", "C");  // E's parent, the next on G's PARENT_LIST
+  t.net.Advance(1000ms);
+  CHECK(t.net.replica("C").lease_info(t.net.now()).claims_served == 1);
+  REQUIRE(AdvanceUntilDone(t, "D", w, 90000ms));
+  CHECK(t.net.done("D")[w].ok());
+  t.net.Advance(1000ms);
+  // At most one of the two holds WRITE, and both read the same bytes: D's,
+  // written after G's claim was recalled.
+  const bool d_writes = t.net.replica("D").HeldAt(7, t.net.now()) == Perm::kWrite;
+  const bool g_writes = t.net.replica("G").HeldAt(7, t.net.now()) == Perm::kWrite;
+  CHECK_FALSE((d_writes && g_writes));
+  const std::vector<uint8_t> at_g = t.Read("G", 7);
+  const std::vector<uint8_t> at_d = t.Read("D", 7);
+  CHECK(at_g == at_d);
+  CHECK(at_d == Fill('d'));
+}
+
+TEST_CASE("reparenting: a live proxy waiting for its failed child is not written off by its parent, and the claims stand") {
+  // G, below E below C, holds WRITE on blocks 7 and 8. E is killed; D
+  // writes block 7 from the other branch, so A recalls C, which must wait
+  // out E's lease and grace period (G may still claim). G joins C and claims
+  // both blocks back. A's INVALIDATE of C must wait as long as C does: had A
+  // given up after C's own lease, it would declare the live C failed, C
+  // would join again, and G's claims would be lost with C's old grants.
+  Fig7 t;
+  t.net.AddNode("G", Cfg(1, 7), "E");
+  t.Join("D");
+  t.Join("G");
+  REQUIRE(t.Write("G", 7, Fill('g')).ok());
+  REQUIRE(t.Write("G", 8, Fill('g')).ok());
+  t.net.Advance(20000ms);
+  t.net.Kill("E");  // C sees E's link close at once
+  uint64_t w = t.net.Act("D", [](Replica& r, Time now) { return r.WriteLocal(7, 0, Fill('d'), now); });
+  t.net.Advance(3000ms);  // the recall reached C
+  t.net.MoveTo("G", "C");
+  t.net.Advance(1000ms);
+  CHECK(t.net.replica("G").lease_info(t.net.now()).recovered == 2);
+  // G writes block 8 again, under the claimed WRITE: acknowledged at once.
+  REQUIRE(t.Write("G", 8, Fill('h')).ok());
+  const bool written = AdvanceUntilDone(t, "D", w, 90000ms);
+  CHECK(written);
+  if (written) CHECK(t.net.done("D")[w].ok());
+  t.net.Advance(30000ms);
+  CHECK(t.net.replica("C").lease_info(t.net.now()).rejoins == 0);
+  CHECK(t.net.replica("A").lease_info(t.net.now()).failed_children == 0);
+  CHECK(t.net.replica("G").lease_info(t.net.now()).recovery_lost == 0);
+  // G's claim of block 7 went up with C's answer to the recall, and D wrote
+  // over it; block 8, which no one else wrote, holds G's latest bytes.
+  CHECK(t.Read("D", 7) == Fill('d'));
+  CHECK(t.Read("D", 8) == Fill('h'));
+  CHECK(t.Read("G", 8) == Fill('h'));
+  // G writes block 7 again through C; everyone reads it.
+  REQUIRE(t.Write("G", 7, Fill('h')).ok());
+  CHECK(t.Read("D", 7) == Fill('h'));
+  CHECK(t.Read("G", 7) == Fill('h'));
+}
+
+TEST_CASE("leases: a PUT does not complete while the grant of a child whose link dropped still stands") {
+  // B holds a READ copy of block 7. A writes the block through (a PUT) and
+  // sends B an INVALIDATE; B's link drops before it arrives, B alive. The
+  // failed INVALIDATE leaves B's grant standing until its lease is over:
+  // the PUT must wait as long, for B may read its copy until then.
+  Fig7 t;
+  t.Join("B");
+  REQUIRE(t.Read("B", 7) == Fill('o'));
+  Time put_done{};
+  bool stale = false;
+  int reads = 0;
+  t.net.on_done = [&](const std::string& node, const LocalDone& d) {
+    if (node == "A" && put_done == Time{}) put_done = t.net.now();
+    if (node == "B") {
+      ++reads;
+      if (put_done != Time{} && d.data == Fill('o')) stale = true;
+    }
+  };
+  uint64_t p = t.net.Act("A", [](Replica& r, Time now) { return r.PutLocal(7, Fill('p'), now); });
+  t.net.Advance(100ms);  // the INVALIDATE is on its way to B
+  t.net.MoveTo("B", "A");  // B's link closes; B joins A again over a new one
+  for (int i = 0; i < 300; ++i) {  // B reads every 250 ms for 75 s
+    t.net.Act("B", [](Replica& r, Time now) { return r.ReadLocal(7, now); });
+    t.net.Advance(250ms);
+  }
+  REQUIRE(t.net.done("A").count(p));
+  CHECK(t.net.done("A")[p].ok());
+  CHECK(reads > 0);
+  CHECK_FALSE(stale);
+  CHECK(StoreBlock(t.net, 7) == Fill('p'));
+  CHECK(t.Read("B", 7) == Fill('p'));
+}
+
+TEST_CASE("a SYNC_WRITE child's FLUSH that a proxy sends again after a timeout still reaches the root") {
+  // G (SYNC_WRITE) flushes block 7 through E. E takes G's data and WRITE
+  // and sends the FLUSH on to C, which is stopped for a moment: the FLUSH is
+  // lost, and E's call times out. E must send the same FLUSH again, not
+  // start over and take it for a stale one (G's WRITE is gone by then),
+  // which would acknowledge G's flush with the bytes left dirty at E.
+  Fig7 t;
+  AddSyncWriter(t, "E");
+  t.Join("D");
+  t.Join("G");
+  REQUIRE(t.Write("G", 7, Fill('g')).ok());  // dirty at G
+  t.net.SetDown("C", true);
+  uint64_t f = t.net.Act("G", [](Replica& r, Time now) { return r.FlushLocal(7, Perm::kRead, now); });
+  t.net.Advance(1000ms);  // G's FLUSH reaches E; E's to C is lost
+  t.net.SetDown("C", false);
+  REQUIRE(AdvanceUntilDone(t, "G", f, 70000ms));
+  CHECK(t.net.done("G")[f].ok());
+  CHECK(StoreBlock(t.net, 7) == Fill('g'));
+  CHECK(t.root_syncs >= 1);
+  CHECK_FALSE(t.net.copies("E")->IsDirty(7));
+  CHECK(t.Read("D", 7) == Fill('g'));
 }
