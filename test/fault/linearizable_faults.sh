@@ -6,7 +6,18 @@
 # of most histories. The leaves, moved to the root by a failure, are put
 # back below the proxy with the reparent command before each history. The
 # recorded histories must show 0 violations (test/lin's checker).
-. "$(dirname "$0")/lib.sh"
+#
+# The leaves write in sync mode. In async (and semi-sync) mode an
+# acknowledged write can be lost to a proxy failure, as that mode allows:
+# when a sibling's request recalls the writer's dirty block, the bytes move
+# into the proxy, and if the proxy then stays stopped past its lease and the
+# grace period, nobody claims them back in time. A sanitizer CI run caught
+# exactly that once (1 violation in 30 histories).
+#
+# Not in CI yet: in sync mode about one run in four ends with a worker's
+# write failing (EIO) during a fault, which is still to be found. Run it by
+# hand: VSHARE=build/vshare LINCHECK=build/lincheck bash test/fault/linearizable_faults.sh
+. "$(dirname "$0")/../mount/lib.sh"
 begin linearizable_faults
 : "${LINCHECK:=$(dirname "$VSHARE")/lincheck}"
 [ -x "$LINCHECK" ] || { echo "lincheck not found at $LINCHECK"; exit 1; }
@@ -14,7 +25,7 @@ HISTORIES=${HISTORIES:-30}
 
 img=$WORK/backing.img
 "$VSHARE" create "$img" --size 64M >/dev/null
-timing=(--lease 2 --heartbeat 0.5 --shared-writers)
+timing=(--lease 2 --heartbeat 0.5 --shared-writers --write-mode sync)
 start_node "$WORK/root" --export vol="$img" --listen 127.0.0.1:0 "${timing[@]}" || exit 1
 rp=$(stat_of "$WORK/root" tree.listen_port)
 pport=""
