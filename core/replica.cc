@@ -1018,6 +1018,17 @@ bool Replica::AdvanceRecover(uint64_t block, Job& j, Time now) {
   }
   const Message& up = *j.upstream_reply;
   if (up.opcode != Opcode::kOkReply) return give_up("the parent answered " + Describe(up));
+  if (FromWire(up.permissions, Perm::kNone) == Perm::kRead) {
+    // The parent has these very bytes already: nothing to keep, nothing lost.
+    forwarded_.erase(block);
+    data_->Drop(block);
+    expiry_.erase(block);
+    State(block).held = Perm::kNone;
+    ++recovered_;
+    ClaimSettled(block, true, "");
+    Finish(j, ReplyFor(0));
+    return true;
+  }
   if (FromWire(up.permissions, Perm::kNone) != Perm::kWrite) return give_up("superseded");
   BlockState& st = State(block);
   st.held = Perm::kWrite;
@@ -1076,7 +1087,12 @@ void Replica::ServeRecover(uint64_t block, const Job& j, Time now) {
   }
   // What we hold, whatever the time left on the block's own grant.
   if ((!failed_writer && st.GrantOf(j.from) != Perm::kWrite) || (!cfg_.is_root && st.held != Perm::kWrite)) {
-    r.permissions = WirePerm::kNone;  // superseded
+    // Superseded, unless the bytes claimed are what we hold already (a
+    // FLUSH of them arrived before the link went) and no one below us holds
+    // WRITE: then nothing is lost. READ says so; no grant is recorded.
+    std::vector<uint8_t> mine;
+    const bool same = !live_writer && !pending && data_->Get(block, &mine) && mine == *j.data;
+    r.permissions = same ? WirePerm::kRead : WirePerm::kNone;
     Finish(j, r);
     return;
   }
