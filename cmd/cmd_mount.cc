@@ -93,6 +93,8 @@ int Mount(const Args& args) {
       ("listen,l", po::value<std::string>(), "HOST:PORT to serve children on (port 0 picks one; see stats)")
       ("io-timeout", po::value<double>()->default_value(30), "seconds any wait on the network may take before the I/O fails with EIO")
       ("write-mode", po::value<std::string>()->default_value("async"), "async: a write completes here and goes up on flush; semi-sync: once the parent holds it too; sync: once the root has it on disk")
+      ("peer", po::value<std::string>(), "a root with --listen: HOST:PORT of the other root of the same image; the two take turns being active (see --standby)")
+      ("standby", "with --peer: start as the standby root, serving nothing until the active root has been silent for longer than its lease")
       ("shared-writers", "write-opens of the image take the writer lease shared: several hosts may write at once (only for cluster file systems and O_DIRECT applications; every writer must say so)")
       ("cache-size", po::value<std::string>()->default_value("128M"), "memory for the block cache, shared among the volumes")
       ("cache-ways", po::value<unsigned>()->default_value(8), "associativity of the cache (blocks per set)")
@@ -116,6 +118,9 @@ int Mount(const Args& args) {
     return UsageError(sub, "nothing to serve: give --export NAME=IMAGE (a root) or --parent HOST:PORT --volume NAME (a child)");
   if (!child && cl.Has("listen") && cl.Get<std::vector<std::string>>("export").size() != 1)
     return UsageError(sub, "--listen serves one volume per node for now: give a single --export");
+  if (cl.Has("peer") && (child || !cl.Has("listen")))
+    return UsageError(sub, "--peer is for a root that serves children: give --export and --listen");
+  if (cl.Has("standby") && !cl.Has("peer")) return UsageError(sub, "--standby needs --peer HOST:PORT (the active root)");
   const std::string write_mode = cl.Get<std::string>("write-mode");
   if (write_mode != "sync" && write_mode != "semi-sync" && write_mode != "async")
     return UsageError(sub, "--write-mode must be sync, semi-sync or async, not '" + write_mode + "'");
@@ -213,6 +218,10 @@ int Mount(const Args& args) {
     tree_opts.fallback_parents.assign(parents.begin() + 1, parents.end());
   }
   tree_opts.io_timeout = std::chrono::milliseconds(static_cast<int64_t>(io_timeout * 1000));
+  if (cl.Has("peer")) {
+    tree_opts.peer = cl.Get<std::string>("peer");
+    tree_opts.standby = cl.Has("standby");
+  }
   const bool in_tree = child || cl.Has("listen");
   Node node(!child ? "root" : cl.Has("listen") ? "proxy" : "leaf");
   std::vector<net::TreeVolume*> tree_volumes;
@@ -269,6 +278,16 @@ int Mount(const Args& args) {
     cfg.volume_size = size;
     cfg.block_size = bs;
     cfg.root_sync = [v = volume.get()] { return v->Flush(); };  // a barrier ends here
+    if (!tree_opts.peer.empty()) {
+      // The other root reads the image when it takes over: it must not lag
+      // what this one acknowledged (durability is as without a peer: sync
+      // writes and fsync reach fdatasync). And what this one kept in memory
+      // may be stale when it takes over in turn.
+      volume->set_write_through(true);
+      cfg.root_reload = [v = volume.get()] {
+        if (Status dropped = v->DropCache(); !dropped.ok()) LogError("volume " + v->name() + ": dropping the cache: " + dropped.ToString());
+      };
+    }
     auto data = std::make_unique<VolumeBlockData>(volume.get());
     auto tree = std::make_unique<net::TreeNode>(tree_opts, cfg, data.get());
     add_tree_volume(std::make_unique<net::TreeVolume>(e.name, std::move(volume), std::move(data), std::move(tree)));
@@ -278,7 +297,10 @@ int Mount(const Args& args) {
     opts.start = [tv, tree_opts]() -> Status {
       Status started = tv->Start();
       if (!started.ok()) return started;
-      LogInfo("volume " + tv->name() + ": " + (tree_opts.parent.empty() ? "root" : "joined below " + tree_opts.parent) +
+      const std::string root = tree_opts.peer.empty() ? "root"
+                               : tree_opts.standby ? "standby root (peer " + tree_opts.peer + ")"
+                                                   : "root, active once its peer " + tree_opts.peer + " agrees";
+      LogInfo("volume " + tv->name() + ": " + (tree_opts.parent.empty() ? root : "joined below " + tree_opts.parent) +
               (tree_opts.listen.empty() ? "" : ", serving children on port " + std::to_string(tv->node().port())));
       return started;
     };
@@ -308,6 +330,9 @@ int Mount(const Args& args) {
       t.recovered = li.recovered;
       t.recovery_lost = li.recovery_lost;
       t.claims_served = li.claims_served;
+      t.root_role = tv->node().root_role();
+      if (!t.root_role.empty()) t.root_peer = tree_opts.peer;
+      t.root_lease_ms_left = tv->node().root_lease_ms_left();
       return t;
     }, [tv] { tv->node().ResetTraffic(); });
     if (child) node.SetReparent([tv](const std::string& address) { return tv->node().Reparent(address); });

@@ -236,7 +236,9 @@ void PrintTable(const json& s) {
     std::string parent = t.value("parent", "");
     std::cout << "tree: " << (parent.empty() ? "root" : "below " + parent);
     if (t.value("listen_port", 0) > 0) std::cout << ", serving children on port " << t.value("listen_port", 0);
-    std::cout << ", " << t.value("children", 0) << " children\n";
+    std::cout << ", " << t.value("children", 0) << " children";
+    if (t.contains("root_peer")) std::cout << "; " << t["root_peer"].value("role", "?") << " (peer root " << t["root_peer"].value("peer", "?") << ")";
+    std::cout << "\n";
     if (!parent.empty()) std::cout << "  lease: " << LeaseLine(t) << "\n";
     std::cout << "  failures: " << FailureLine(t) << "\n";
     if (t.contains("traffic")) PrintTraffic(t["traffic"]);
@@ -375,6 +377,13 @@ int ShowStatus(const Args& args) {
     std::cout << "  fallback: " << (up.empty() ? std::string("none known (the parent is the root)") : up)
               << " (where it goes if the parent fails)\n";
     std::cout << "  lease:    " << LeaseLine(t) << "\n";
+  }
+  if (t.contains("root_peer")) {
+    const json& r = t["root_peer"];
+    const int64_t left = r.value("lease_ms_left", -1);
+    std::cout << "  role:     " << r.value("role", "?") << " (peer root " << r.value("peer", "?") << ")";
+    if (left >= 0) std::cout << ", root lease " << left / 1000.0 << " s left";
+    std::cout << "\n";
   }
   std::cout << "  failures: " << FailureLine(t) << "\n";
   const int port = t.value("listen_port", 0);

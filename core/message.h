@@ -55,7 +55,12 @@ inline constexpr uint32_t kAsyncWrite = 1 << 1;
 inline constexpr uint32_t kIsRoot = 1 << 2;
 inline constexpr uint32_t kIsProxy = 1 << 3;
 inline constexpr uint32_t kSharedWriters = 1 << 4;
-inline constexpr uint32_t kKnown = kSyncWrite | kAsyncWrite | kIsRoot | kIsProxy | kSharedWriters;
+// Between the two roots of a volume (doc/failover.md): a CONNECT with
+// kIsRoot is a root's ask for a root lease; the answer has kIsRoot when the
+// peer is active, kStandby when it is a standby granting the lease in
+// HB_TTL.
+inline constexpr uint32_t kStandby = 1 << 5;
+inline constexpr uint32_t kKnown = kSyncWrite | kAsyncWrite | kIsRoot | kIsProxy | kSharedWriters | kStandby;
 }  // namespace connect_flags
 
 // STATUS values of ERR_REPLY (0 is never sent).

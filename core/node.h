@@ -40,6 +40,11 @@ struct TreeStats {
   uint64_t recovered = 0;
   uint64_t recovery_lost = 0;
   uint64_t claims_served = 0;
+  // A root with a peer root: "active", "standby", ... (empty otherwise),
+  // and its root lease's time left (-1: unbounded).
+  std::string root_role;
+  std::string root_peer;
+  int64_t root_lease_ms_left = -1;
   TrafficSnapshot traffic;
 };
 

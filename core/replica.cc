@@ -297,7 +297,7 @@ void Replica::HandleChildMessage(LinkId child, const Message& m, Time now) {
     case Opcode::kForward:
       return HandleForward(child, m, now);
     case Opcode::kHeartbeat: {
-      if (!LeaseValid(now)) {  // ours lapsed: we cannot extend theirs
+      if (cfg_.is_root ? !HasAuthority(now) : !LeaseValid(now)) {  // ours lapsed: we cannot extend theirs
         if (!heartbeat_in_flight_ && connected_) SendHeartbeat(now);
         return SendToChild(child, ErrorReply(m.xid, WireStatus::kInRecovery));
       }
@@ -317,7 +317,10 @@ void Replica::HandleChildMessage(LinkId child, const Message& m, Time now) {
   }
 }
 
-void Replica::HandleConnect(LinkId child, const Message& m, Time) {
+void Replica::HandleConnect(LinkId child, const Message& m, Time now) {
+  // A root without authority (a standby) takes no children: they try the
+  // next place they know.
+  if (!HasAuthority(now)) return SendToChild(child, ErrorReply(m.xid, WireStatus::kInRecovery));
   if (!m.volume_name) return SendToChild(child, ErrorReply(m.xid, WireStatus::kBadParamValue, ParamType::kVolumeName));
   if (*m.volume_name != cfg_.volume_name) return SendToChild(child, ErrorReply(m.xid, WireStatus::kNoSuchVolume));
   const uint32_t flags = m.connect_flags.value_or(connect_flags::kAsyncWrite);
@@ -380,6 +383,11 @@ void Replica::HandleIo(LinkId child, const Message& m, Time now) {
   j.originator = m.originator;
   auto refuse = [&](WireStatus st, std::optional<ParamType> param) { SendToChild(child, ErrorReply(m.xid, st, param)); };
   if (rejoining_) return refuse(WireStatus::kInRecovery, std::nullopt);  // our parent link is down
+  // A root serves nothing without authority; in a takeover's grace, only
+  // claims (RECOVERY_OP) and sync barriers.
+  const bool barrier = m.io_op == IoOp::kFlush && !m.block_num && !m.data;
+  if (cfg_.is_root && !((m.flags & msg_flags::kRecoveryOp) || barrier ? HasAuthority(now) : LeaseValid(now)))
+    return refuse(WireStatus::kInRecovery, std::nullopt);
   if (!connected_ || !m.volume_id || *m.volume_id != cfg_.volume_id) return refuse(WireStatus::kNoSuchVolume, std::nullopt);
   if (!m.io_op) return refuse(WireStatus::kBadParamValue, ParamType::kIoOp);
   if (*m.io_op == IoOp::kFlush && !m.block_num && !m.data) {  // a sync barrier
@@ -459,7 +467,10 @@ uint32_t Replica::margin_ms() const {
 }
 
 uint32_t Replica::HbTtlFor(Time now) const {
-  if (cfg_.is_root) return cfg_.hb_ttl_ms;
+  if (cfg_.is_root) {
+    if (authority_until_ == Time::max()) return cfg_.hb_ttl_ms;
+    return std::min(cfg_.hb_ttl_ms, MsUntil(now, authority_until_));  // a child's lease ends before ours
+  }
   return LeaseValid(now) ? std::min(cfg_.hb_ttl_ms, MsUntil(now, lease_until_)) : 0;
 }
 
@@ -584,6 +595,44 @@ uint64_t Replica::LeaveLocal(Time now) {
   c.sync = op;
   CallParentBare(Opcode::kDisconnect, c, std::chrono::milliseconds(2000));
   return op;
+}
+
+void Replica::SetAuthority(Time until, Time now) {
+  now_ = now;
+  const bool was = LeaseValid(now);
+  authority_until_ = until;
+  if (!was && LeaseValid(now)) {
+    PumpAll(now);
+    PumpLease();
+  }
+}
+
+void Replica::TakeOver(Time now) {
+  now_ = now;
+  // Children of an earlier term here (this root served before, stepped
+  // down, and serves again) have long joined the other root: let them go.
+  std::unordered_set<LinkId> old;
+  for (const auto& [child, end] : child_lease_end_) old.insert(child);
+  for (const auto& [child, until] : failed_) old.insert(child);
+  for (const auto& [child, perm] : lease_children_) old.insert(child);
+  for (auto& [block, st] : states_) {
+    for (const Grant& g : st.grants) old.insert(g.child);
+    st.grants.clear();
+  }
+  old.erase(kLocal);
+  for (LinkId c : old) {
+    failed_to_close_.push_back(c);
+    child_flags_.erase(c);
+  }
+  child_lease_end_.clear();
+  failed_.clear();
+  lease_children_.clear();
+  authority_until_ = Time::max();
+  claims_until_ = now + std::chrono::milliseconds(cfg_.hb_ttl_ms + margin_ms());
+  if (cfg_.root_reload) cfg_.root_reload();
+  LogWarning("volume " + cfg_.volume_name + ": took the volume over; for " +
+             std::to_string(cfg_.hb_ttl_ms + margin_ms()) +
+             " ms children's claims (RECOVER) are taken on trust and other requests wait");
 }
 
 std::vector<LinkId> Replica::TakeFailedChildren() { return std::exchange(failed_to_close_, {}); }
@@ -772,6 +821,12 @@ void Replica::PumpLease() {
         continue;
       }
     } else {
+      if (!HasAuthority(now_)) {  // a standby root: no one may write through it
+        FinishLease(j, Status::Busy("this root of volume " + cfg_.volume_name + " is not the active one"),
+                    WireStatus::kInRecovery);
+        lease_jobs_.pop_front();
+        continue;
+      }
       if (!j.reacquire && LeaseConflicts(j)) {
         FinishLease(j, Status::Busy("another node holds the writer lease of volume " + cfg_.volume_name),
                     WireStatus::kBusy);
@@ -1080,7 +1135,10 @@ void Replica::ServeRecover(uint64_t block, const Job& j, Time now) {
   // we are claiming it back ourselves (after our own rejoin).
   const bool own_claim = run != runs_.end() && !run->second.jobs.empty() &&
                          run->second.jobs.front().local == LocalKind::kRecover;
-  const bool unsettled = !cfg_.is_root && (!LeaseValid(now) || own_claim);
+  const bool unsettled = cfg_.is_root ? !HasAuthority(now) : !LeaseValid(now) || own_claim;
+  // Just after a takeover the root knows no grants: a claim is taken on
+  // trust unless another claimant got there first.
+  if (cfg_.is_root && now < claims_until_ && !live_writer && !pending) failed_writer = true;
   if ((!failed_writer && st.GrantOf(j.from) != Perm::kWrite && (live_writer || pending)) || unsettled) {
     Fail(j, WireStatus::kInRecovery, "block " + std::to_string(block) + ": a claim that cannot be settled yet");
     return;
@@ -1250,6 +1308,9 @@ void Replica::Pump(uint64_t block, Time now) {
 }
 
 bool Replica::Advance(uint64_t block, Job& j, Time now) {
+  // A root without authority writes nothing, nor grants: SetAuthority or
+  // Tick pumps the queue again.
+  if (cfg_.is_root && !LeaseValid(now)) return false;
   if (j.local == LocalKind::kForward) return AdvanceForward(block, j, now);
   if (j.local == LocalKind::kDrop) return AdvanceDrop(block, j, now);
   if (j.local == LocalKind::kRecover) return AdvanceRecover(block, j, now);

@@ -69,6 +69,10 @@ struct ReplicaConfig {
   // The root only: makes everything written to its store durable. A sync
   // barrier that reaches the root calls it before answering.
   std::function<Status()> root_sync;
+  // The root only: forgets whatever the node kept of its store in memory,
+  // so that the next read sees the image. Called when it takes the volume
+  // over from another root.
+  std::function<void()> root_reload;
 };
 
 // One message the node must send. A kCall expects a reply, to be delivered
@@ -189,6 +193,18 @@ class Replica {
   // lease. Not sent while children hold grants (their copies outlive us
   // until their leases lapse); then it completes at once.
   uint64_t LeaveLocal(Time now);
+  // The root only, with a peer root (core/root_role.h): it serves until
+  // `until` (Time::max() by default; Time{}: not at all). Requests that
+  // arrive meanwhile are answered IN_RECOVERY; local ones wait. Nothing is
+  // written to the store after `until`.
+  void SetAuthority(Time until, Time now);
+  // The root only: it has just taken the volume over from a failed peer,
+  // which knew the grants; this one does not. For a grace period (a lease
+  // and the margin) every RECOVER claim is taken on trust (one WRITE holder
+  // per block existed under the old root, so honest claims never clash) and
+  // every other request waits. Children of an earlier term are let go, and
+  // the store is read afresh (root_reload).
+  void TakeOver(Time now);
   // Children declared failed since the last call: the caller closes their
   // links.
   std::vector<LinkId> TakeFailedChildren();
@@ -327,7 +343,14 @@ class Replica {
   uint32_t margin_ms() const;
   // The HB_TTL to give a child now: our own lease's remainder at most.
   uint32_t HbTtlFor(Time now) const;
-  bool LeaseValid(Time now) const { return cfg_.is_root || now < lease_until_; }
+  // Copies may be used and requests served: below the root, while the
+  // lease from the parent holds; at the root, while it has authority and
+  // no takeover grace is running.
+  bool LeaseValid(Time now) const {
+    return cfg_.is_root ? now < authority_until_ && now >= claims_until_ : now < lease_until_;
+  }
+  // At the root: may it act at all (renew leases, take claims, write)?
+  bool HasAuthority(Time now) const { return !cfg_.is_root || now < authority_until_; }
   void SendHeartbeat(Time now);
   // A call to the parent with no parameters (HEARTBEAT, DISCONNECT).
   void CallParentBare(Opcode op, Call c, std::chrono::milliseconds timeout);
@@ -422,6 +445,10 @@ class Replica {
   bool parent_failed_ = false;
   std::string parent_address_;
   std::vector<std::string> upstream_;
+  // The root's authority, and the grace after a takeover (SetAuthority,
+  // TakeOver).
+  Time authority_until_ = Time::max();
+  Time claims_until_{};
   // Leases (parent side).
   std::unordered_map<LinkId, Time> child_lease_end_;  // as granted to each live child
   std::unordered_map<LinkId, Time> failed_;           // failed children: when their grants go

@@ -1180,3 +1180,75 @@ TEST_CASE("a SYNC_WRITE child's FLUSH that a proxy sends again after a timeout s
   CHECK_FALSE(t.net.copies("E")->IsDirty(7));
   CHECK(t.Read("D", 7) == Fill('g'));
 }
+
+TEST_CASE("takeover: a standby root refuses children, then takes their claims on trust and makes others wait") {
+  SimNet net;
+  net.AddRoot("A", Cfg(32002, 1));
+  Replica& s = net.AddRoot("S", Cfg(5, 9));
+  s.SetAuthority(Time{}, net.now());  // a standby
+  net.AddNode("L", Cfg(1, 4), "A");
+  net.AddNode("M", Cfg(1, 5), "A");
+  for (const char* n : {"L", "M"}) {
+    net.Act(n, [](Replica& r, Time now) { r.Start(now); return 0; });
+    net.Run();
+    REQUIRE(net.replica(n).connected());
+  }
+  // L writes block 7 (async: dirty at L only); M reads block 9.
+  uint64_t w = net.Act("L", [](Replica& r, Time now) { return r.WriteLocal(7, 0, Fill('n'), now); });
+  uint64_t r9 = net.Act("M", [](Replica& r, Time now) { return r.ReadLocal(9, now); });
+  net.Run();
+  REQUIRE(net.done("L")[w].ok());
+  REQUIRE(net.done("M")[r9].ok());
+  net.Kill("A");
+  // While S is a standby, a child's CONNECT is refused: it would look elsewhere.
+  net.MoveTo("L", "S");
+  net.Advance(500ms);
+  CHECK_FALSE(net.replica("L").connected());
+  // S takes over: L's next try joins, and its claim is taken on trust.
+  net.Act("S", [](Replica& r, Time now) { r.TakeOver(now); return 0; });
+  net.MoveTo("L", "S");
+  net.MoveTo("M", "S");
+  net.Advance(500ms);
+  REQUIRE(net.replica("L").connected());
+  CHECK(net.replica("L").HeldAt(7, net.now()) == Perm::kWrite);
+  CHECK(net.replica("L").lease_info(net.now()).recovered == 1);
+  CHECK(net.replica("S").lease_info(net.now()).claims_served == 1);
+  // M's read and S's own wait out the grace, then see L's bytes (recalled).
+  uint64_t m7 = net.Act("M", [](Replica& r, Time now) { return r.ReadLocal(7, now); });
+  uint64_t s7 = net.Act("S", [](Replica& r, Time now) { return r.ReadLocal(7, now); });
+  net.Advance(5000ms);
+  CHECK_FALSE(net.done("M").count(m7));
+  CHECK_FALSE(net.done("S").count(s7));
+  net.Advance(30000ms);  // the grace: a lease (30 s) and the margin
+  REQUIRE(net.done("M").count(m7));
+  REQUIRE(net.done("S").count(s7));
+  CHECK(net.reads("M")[m7] == Fill('n'));
+  CHECK(net.reads("S")[s7] == Fill('n'));
+}
+
+TEST_CASE("takeover: a root whose authority lapsed grants nothing and writes nothing to its store") {
+  SimNet net;
+  Replica& a = net.AddRoot("A", Cfg(32002, 1));
+  a.SetAuthority(net.now() + 2000ms, net.now());  // a root lease from its standby
+  net.AddNode("L", Cfg(1, 4), "A");
+  net.Act("L", [](Replica& r, Time now) { r.Start(now); return 0; });
+  net.Run();
+  REQUIRE(net.replica("L").connected());
+  // The lease a child gets is cut to the root's authority.
+  CHECK(net.replica("L").lease_info(net.now()).ms_left <= 2000);
+  uint64_t w = net.Act("L", [](Replica& r, Time now) { return r.PutLocal(3, Fill('p'), now); });
+  net.Run();
+  REQUIRE(net.done("L")[w].ok());
+  net.Advance(2500ms);  // past the authority
+  CHECK_FALSE(net.replica("L").lease_info(net.now()).valid);
+  uint64_t w2 = net.Act("L", [](Replica& r, Time now) { return r.PutLocal(3, Fill('q'), now); });
+  uint64_t ra = net.Act("A", [](Replica& r, Time now) { return r.ReadLocal(3, now); });
+  net.Advance(3000ms);
+  CHECK_FALSE(net.done("A").count(ra));  // local I/O waits
+  CHECK(StoreBlock(net, 3) == Fill('p'));  // the late PUT never reached the store
+  CHECK((!net.done("L").count(w2) || !net.done("L")[w2].ok()));
+  a.SetAuthority(net.now() + 1000ms, net.now());  // renewed
+  net.Advance(100ms);
+  REQUIRE(net.done("A").count(ra));
+  CHECK(net.reads("A")[ra] == Fill('p'));
+}

@@ -135,6 +135,10 @@ Status Volume::Write(uint64_t offset, std::span<const std::byte> in, size_t* don
     if (!st.ok()) break;
     std::memcpy(slot->data + in_block, in.data() + (pos - offset), n);
     set.MarkDirty(slot);
+    if (write_through_) {
+      st = WriteBack(set, slot);
+      if (!st.ok()) break;
+    }
     if (!table_.GrantLocalFast(block, Perm::kWrite))
       table_.Apply(block, Event{Event::Kind::kWriteDone, kLocal, Perm::kWrite});
     pos += n;

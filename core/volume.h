@@ -53,6 +53,10 @@ class Volume final : public VolumeIo {
   Status DropCache() override;
   // Sync mode: every Write is followed by a Flush before it returns.
   void set_sync_writes(bool on) { sync_writes_ = on; }
+  // Write-through: every Write reaches the store (not yet durably: Flush
+  // syncs) before it returns, so another process reading the image sees it
+  // (a standby root that takes over).
+  void set_write_through(bool on) { write_through_ = on; }
 
   VolumeStats stats() const override;
   void ResetStats() override;
@@ -69,6 +73,7 @@ class Volume final : public VolumeIo {
 
   const std::string name_;
   bool sync_writes_ = false;
+  bool write_through_ = false;
   std::unique_ptr<BlockStore> store_;
   BlockCache cache_;
   BlockTable table_;

@@ -153,3 +153,16 @@ TEST_CASE("stats count calls and bytes, and reset") {
   CHECK(s.cache.hits == 0);
   CHECK(s.cache.used_blocks == 1);  // occupancy is state, not a counter
 }
+
+TEST_CASE("write-through: every write is in the store when it returns, without a sync") {
+  Fixture f(64 * kBs, 4, 2);
+  f.vol->set_write_through(true);
+  auto data = Pattern(3000, 7);
+  size_t done = 0;
+  REQUIRE(f.vol->Write(700, data, &done).ok());
+  CHECK(f.store->writes() == 7);
+  CHECK(f.store->syncs() == 0);
+  CHECK(f.vol->stats().cache.dirty_blocks == 0);
+  auto all = f.store->Contents();
+  CHECK(std::memcmp(all.data() + 700, data.data(), data.size()) == 0);
+}

@@ -94,6 +94,8 @@ nlohmann::json NodeStatsJson(const Node& node, const NodeStatsContext& ctx) {
             {"recovery_lost", t->recovery_lost},
             {"claims_served", t->claims_served},
             {"traffic", TrafficJson(t->traffic)}};
+    if (!t->root_role.empty())
+      tree["root_peer"] = {{"peer", t->root_peer}, {"role", t->root_role}, {"lease_ms_left", t->root_lease_ms_left}};
   }
   return {
       {"tree", tree},

@@ -29,7 +29,14 @@ TreeNode::TreeNode(TreeNodeOptions opts, ReplicaConfig cfg, BlockData* data)
       data_(data),
       replica_(WithRole(std::move(cfg), opts_), data),
       work_(io_.get_executor()),
-      acceptor_(io_) {}
+      acceptor_(io_) {
+  if (replica_.config().is_root && !opts_.peer.empty()) {
+    const ReplicaConfig& c = replica_.config();
+    const uint32_t margin = c.lease_margin_ms ? c.lease_margin_ms : std::max<uint32_t>(c.hb_ttl_ms / 10, 100);
+    role_.emplace(opts_.standby, c.hb_ttl_ms, margin);
+    replica_.SetAuthority(role_->ServingUntil(), Now());  // nothing until the role says so
+  }
+}
 
 TreeNode::~TreeNode() { Stop(); }
 
@@ -60,6 +67,7 @@ Status TreeNode::Start() {
     if (acceptor_.is_open()) asio::co_spawn(io_, AcceptLoop(), asio::detached);
   };
   asio::co_spawn(io_, TickLoop(), asio::detached);
+  if (role_) asio::co_spawn(io_, PeerLoop(), asio::detached);
   if (opts_.parent.empty()) {
     accept_children();
     return Status::Ok();
@@ -110,7 +118,9 @@ asio::awaitable<void> TreeNode::AcceptLoop() {
     const LinkId link = next_link_++;
     auto conn = Connection::Start(
         std::move(socket),
-        [this, link](const std::shared_ptr<Connection>&, Message m) {
+        [this, link](const std::shared_ptr<Connection>& self, Message m) {
+          if (m.opcode == Opcode::kConnect && m.connect_flags && (*m.connect_flags & connect_flags::kIsRoot))
+            return AnswerPeer(link, self, m);
           traffic_.FromChild(m);
           if (m.opcode == Opcode::kIoRequest) {
             std::lock_guard lock(counters_mu_);
@@ -120,12 +130,12 @@ asio::awaitable<void> TreeNode::AcceptLoop() {
           Drain();
         },
         [this, link](const std::shared_ptr<Connection>&, const Status& why) {
-          LogInfo("child link " + std::to_string(link) + " closed: " + why.message());
+          if (!peer_links_.erase(link)) LogInfo("child link " + std::to_string(link) + " closed: " + why.message());
           children_.erase(link);
           replica_.OnChildGone(link, Now());
           {
             std::lock_guard lock(counters_mu_);
-            counters_.children = children_.size();
+            counters_.children = children_.size() - peer_links_.size();
             child_addresses_.erase(link);
           }
           Drain();
@@ -139,17 +149,17 @@ asio::awaitable<void> TreeNode::AcceptLoop() {
 
 asio::awaitable<std::optional<tcp::socket>> TreeNode::DialParent(const std::string& address,
                                                                   std::chrono::steady_clock::time_point give_up,
-                                                                  std::string* why) {
+                                                                  std::string* why, const char* what) {
   std::string host, port;
   if (!SplitHostPort(address, &host, &port)) {
-    *why = "bad parent address '" + address + "' (want HOST:PORT)";
+    *why = std::string("bad ") + what + " address '" + address + "' (want HOST:PORT)";
     co_return std::nullopt;
   }
   boost::system::error_code ec;
   tcp::resolver resolver(io_);
   auto eps = co_await resolver.async_resolve(host, port, asio::redirect_error(asio::use_awaitable, ec));
   if (ec) {
-    *why = "cannot resolve parent " + address + ": " + ec.message();
+    *why = std::string("cannot resolve ") + what + " " + address + ": " + ec.message();
     co_return std::nullopt;
   }
   tcp::socket socket(io_);
@@ -164,7 +174,7 @@ asio::awaitable<std::optional<tcp::socket>> TreeNode::DialParent(const std::stri
     deadline.cancel();
     if (!ec) co_return std::move(socket);
     if (stopped_ || std::chrono::steady_clock::now() + std::chrono::milliseconds(200) >= give_up) {
-      *why = "cannot connect to parent " + address + ": " + ec.message();
+      *why = std::string("cannot connect to ") + what + " " + address + ": " + ec.message();
       co_return std::nullopt;
     }
     asio::steady_timer pause(io_, std::chrono::milliseconds(200));
@@ -236,11 +246,13 @@ asio::awaitable<void> TreeNode::Reconnect() {
   reconnecting_ = true;
   const std::vector<std::string> candidates = Candidates();
   const std::string lost = parent_address();
+  // With several places to go, a dead one costs half a second, not two:
+  // a standby root that takes over is found soon after.
+  const auto per_try = std::chrono::milliseconds(candidates.size() > 1 ? 500 : 2000);
   for (size_t i = 0; !stopped_; ++i) {
     const std::string& address = candidates[i % candidates.size()];
     std::string why;
-    std::optional<tcp::socket> socket =
-        co_await DialParent(address, std::chrono::steady_clock::now() + std::chrono::seconds(2), &why);
+    std::optional<tcp::socket> socket = co_await DialParent(address, std::chrono::steady_clock::now() + per_try, &why);
     if (stopped_) break;
     if (!socket) {
       LogWarning("volume " + replica_.config().volume_name + ": " + why);
@@ -297,8 +309,121 @@ asio::awaitable<void> TreeNode::TickLoop() {
     co_await t.async_wait(asio::redirect_error(asio::use_awaitable, ec));
     if (stopped_) break;
     replica_.Tick(Now());
+    if (role_) ApplyRole(Now());
     Drain();
   }
+}
+
+void TreeNode::ApplyRole(Time now) {
+  if (role_->Tick(now)) replica_.TakeOver(now);
+  const bool changed = role_->TakeChanged();
+  const Time until = role_->ServingUntil();
+  replica_.SetAuthority(until, now);
+  // Children of a root that serves nothing would wait in vain (their
+  // HEARTBEATs are refused, not lost): let them go, to find the root that
+  // serves. They come back here if this one serves again first.
+  if (now >= until && !children_.empty())
+    for (auto& [link, conn] : children_)
+      if (!peer_links_.count(link))
+        asio::post(io_, [conn = conn] { conn->Close(Status::IOError("this root does not serve the volume now")); });
+  std::lock_guard lock(counters_mu_);
+  role_copy_ = role_->Describe(now);
+  root_lease_left_ = until == Time::max() ? -1
+                     : until <= now      ? 0
+                                         : std::chrono::duration_cast<std::chrono::milliseconds>(until - now).count();
+  (void)changed;
+}
+
+void TreeNode::AnswerPeer(LinkId link, const std::shared_ptr<Connection>& conn, const Message& m) {
+  if (peer_links_.insert(link).second) {
+    std::lock_guard lock(counters_mu_);
+    counters_.children = children_.size() - peer_links_.size();
+    child_addresses_.erase(link);
+  }
+  if (!role_ || !m.volume_name || *m.volume_name != replica_.config().volume_name) {
+    Message r;
+    r.opcode = Opcode::kErrReply;
+    r.xid = m.xid;
+    r.status = role_ ? WireStatus::kNoSuchVolume : WireStatus::kNotAuthorized;  // not a root with a peer
+    conn->Send(r);
+    return;
+  }
+  const Time now = Now();
+  const RootRole::Answer a = role_->OnAsk(now);
+  Message r;
+  r.opcode = Opcode::kOkReply;
+  r.xid = m.xid;
+  r.volume_name = replica_.config().volume_name;
+  r.connect_flags = a.state == RootRole::PeerState::kActive    ? connect_flags::kIsRoot
+                    : a.state == RootRole::PeerState::kStandby ? connect_flags::kStandby
+                                                               : 0u;
+  if (a.lease_ms) r.hb_ttl_ms = a.lease_ms;
+  r.protocol_version = kCurrentProtocolVersion;
+  conn->Send(r);
+}
+
+asio::awaitable<void> TreeNode::PeerLoop() {
+  const ReplicaConfig& c = replica_.config();
+  const auto period = std::chrono::milliseconds(c.heartbeat_ms ? c.heartbeat_ms : std::max<uint32_t>(c.hb_ttl_ms / 4, 10));
+  std::string last_problem;  // logged when it changes, not every round
+  asio::steady_timer pause(io_);
+  while (!stopped_) {
+    if (role_->Asks()) {
+      std::string problem;
+      if (!peer_conn_ || peer_conn_->closed()) {
+        std::optional<tcp::socket> socket = co_await DialParent(opts_.peer, Now() + period, &problem, "root peer");
+        if (stopped_) break;
+        if (socket)
+          peer_conn_ = Connection::Start(std::move(*socket), [](const std::shared_ptr<Connection>&, Message) {});
+      }
+      if (peer_conn_ && !peer_conn_->closed()) {
+        Message ask;
+        ask.opcode = Opcode::kConnect;
+        ask.volume_name = c.volume_name;
+        ask.connect_flags = connect_flags::kIsRoot;
+        ask.protocol_version = kCurrentProtocolVersion;
+        ask.originator = c.self;
+        ask.hops_left = 1;
+        const Time sent = Now();
+        CallResult r = co_await peer_conn_->Call(std::move(ask), period);
+        if (stopped_) break;
+        if (!r.status.ok()) {
+          problem = "root peer " + opts_.peer + " did not answer: " + r.status.message();
+          peer_conn_->Close(r.status);
+        } else if (r.reply.opcode != Opcode::kOkReply) {
+          problem = "root peer " + opts_.peer + " refused: " +
+                    WireStatusName(r.reply.status.value_or(WireStatus::kNotAuthorized));
+        } else {
+          const uint32_t f = r.reply.connect_flags.value_or(0);
+          RootRole::Answer a;
+          a.state = (f & connect_flags::kIsRoot)    ? RootRole::PeerState::kActive
+                    : (f & connect_flags::kStandby) ? RootRole::PeerState::kStandby
+                                                    : RootRole::PeerState::kWaiting;
+          a.lease_ms = r.reply.hb_ttl_ms.value_or(0);
+          if (a.state == RootRole::PeerState::kStandby && a.lease_ms == 0) a.state = RootRole::PeerState::kWaiting;
+          if (a.state == RootRole::PeerState::kWaiting) problem = "root peer " + opts_.peer + " is neither active nor a standby";
+          role_->OnAnswer(sent, a);
+          ApplyRole(Now());
+          Drain();
+        }
+      }
+      if (!problem.empty() && problem != last_problem) LogWarning("volume " + c.volume_name + ": " + problem);
+      last_problem = problem;
+    }
+    pause.expires_after(role_->state() == RootRole::State::kWaiting ? std::chrono::milliseconds(200) : period);
+    boost::system::error_code ec;
+    co_await pause.async_wait(asio::redirect_error(asio::use_awaitable, ec));
+  }
+}
+
+std::string TreeNode::root_role() const {
+  std::lock_guard lock(counters_mu_);
+  return role_copy_;
+}
+
+int64_t TreeNode::root_lease_ms_left() const {
+  std::lock_guard lock(counters_mu_);
+  return root_lease_left_;
 }
 
 void TreeNode::Drain() {

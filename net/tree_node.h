@@ -10,10 +10,12 @@
 // it is back and joins anew (Replica::Rejoin); children the Replica declares
 // failed have their links closed.
 //
-// What it does not do yet: reparenting to the grandparent or another
-// parent, re-sending requests that were in flight on a lost link (they
-// fail), several volumes per node, and a bounded cache below a proxy
-// (copies are kept in the BlockData given to it).
+// A root given a peer (another root of the same image) runs a RootRole:
+// it asks the peer for a root lease, or answers the peer's asks as its
+// standby, and the Replica serves only while the role allows.
+//
+// What it does not do yet: several volumes per node, and a bounded cache
+// below a proxy (copies are kept in the BlockData given to it).
 #pragma once
 
 #include <atomic>
@@ -23,10 +25,13 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <optional>
+#include <set>
 #include <string>
 #include <thread>
 
 #include "core/replica.h"
+#include "core/root_role.h"
 #include "core/traffic.h"
 #include "net/connection.h"
 
@@ -39,6 +44,10 @@ struct TreeNodeOptions {
   // after the failed parent's own ancestors.
   std::vector<std::string> fallback_parents;
   std::chrono::milliseconds io_timeout{30000};
+  // The root only: the other root of the volume (HOST:PORT), and whether
+  // this one starts as its standby (core/root_role.h, doc/failover.md).
+  std::string peer;
+  bool standby = false;
 };
 
 struct TreeNodeCounters {
@@ -117,6 +126,10 @@ class TreeNode {
   std::string parent_address() const;
   std::vector<std::string> upstream() const;
   uint64_t reparents() const { return reparents_; }
+  // With a peer root: this root's role ("active", "standby", ...), and how
+  // long its root lease has left (-1: none bounds it). Empty without one.
+  std::string root_role() const;
+  int64_t root_lease_ms_left() const;
   // Moves this node under `address` on purpose: a sync barrier first (so
   // nothing is left that only this node has), then the old link is dropped
   // and the node joins `address`. Fails, staying or ending up wherever it
@@ -143,7 +156,7 @@ class TreeNode {
   // optional when it could not, with *why set.
   asio::awaitable<std::optional<tcp::socket>> DialParent(const std::string& address,
                                                          std::chrono::steady_clock::time_point give_up,
-                                                         std::string* why);
+                                                         std::string* why, const char* what = "parent");
   void AttachParent(tcp::socket socket, const std::string& address);
   // Where to try next after losing the parent: a requested one first, then
   // the lost parent's ancestors, the fallbacks, and the lost parent itself.
@@ -151,6 +164,12 @@ class TreeNode {
   // After the parent link closed: dial again until joined (or stopped).
   asio::awaitable<void> Reconnect();
   asio::awaitable<void> TickLoop();
+  // The root with a peer: asks it for the root lease (RootRole::Asks).
+  asio::awaitable<void> PeerLoop();
+  // A peer root's ask (a CONNECT with IS_ROOT) on link `link`.
+  void AnswerPeer(LinkId link, const std::shared_ptr<Connection>& conn, const Message& m);
+  // After the role may have changed: the Replica's authority follows it.
+  void ApplyRole(Time now);
   static Time Now() { return std::chrono::steady_clock::now(); }
 
   TreeNodeOptions opts_;
@@ -176,6 +195,11 @@ class TreeNode {
   std::string current_parent_;    // guarded by counters_mu_ (written on the I/O thread)
   std::vector<std::string> upstream_copy_;  // guarded by counters_mu_
   std::string preferred_parent_;  // I/O thread: Reparent's target
+  std::optional<RootRole> role_;  // I/O thread; with a peer only
+  std::shared_ptr<Connection> peer_conn_;  // I/O thread: our asks go here
+  std::set<LinkId> peer_links_;   // I/O thread: accepted links a peer asks on
+  std::string role_copy_;         // guarded by counters_mu_
+  int64_t root_lease_left_ = -1;  // guarded by counters_mu_
   boost::system::error_code ignored_ec_;
 
   mutable std::mutex counters_mu_;
