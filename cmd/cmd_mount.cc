@@ -330,6 +330,7 @@ int Mount(const Args& args) {
       t.recovered = li.recovered;
       t.recovery_lost = li.recovery_lost;
       t.claims_served = li.claims_served;
+      t.revalidated = li.revalidated;
       t.root_role = tv->node().root_role();
       if (!t.root_role.empty()) t.root_peer = tree_opts.peer;
       t.root_lease_ms_left = tv->node().root_lease_ms_left();

@@ -208,7 +208,8 @@ std::string FailureLine(const json& t) {
   auto n = [&t](const char* key) { return std::to_string(t.value(key, 0)); };
   return n("frozen_blocks") + " frozen blocks, " + n("failed_children") + " failed children, " + n("rejoins") +
          " rejoins (" + n("reparents") + " to another parent), " + n("recovered") + " blocks recovered, " +
-         n("recovery_lost") + " lost, " + n("claims_served") + " claims taken from children";
+         n("recovery_lost") + " lost, " + n("claims_served") + " claims taken from children, " + n("revalidated") +
+         " copies revalidated by version";
 }
 
 // "GET 3, FLUSH 1", or "none".

@@ -40,6 +40,7 @@ struct TreeStats {
   uint64_t recovered = 0;
   uint64_t recovery_lost = 0;
   uint64_t claims_served = 0;
+  uint64_t revalidated = 0;
   // A root with a peer root: "active", "standby", ... (empty otherwise),
   // and its root lease's time left (-1: unbounded).
   std::string root_role;

@@ -1,6 +1,7 @@
 #include "core/replica.h"
 
 #include <algorithm>
+#include <random>
 #include <utility>
 
 #include "core/log.h"
@@ -20,15 +21,29 @@ uint32_t MsUntil(Time from, Time to) {
   return static_cast<uint32_t>(std::min<int64_t>(ms, UINT32_MAX));
 }
 
+uint64_t NewEpoch() {
+  std::random_device rd;
+  return 1 + rd() % ((1u << 24) - 1);  // 24 bits, never 0
+}
+
 }  // namespace
 
 Replica::Replica(ReplicaConfig cfg, BlockData* data)
-    : cfg_(std::move(cfg)), data_(data), connected_(cfg_.is_root) {}
+    : cfg_(std::move(cfg)),
+      data_(data),
+      connected_(cfg_.is_root),
+      version_epoch_(cfg_.version_epoch ? cfg_.version_epoch : NewEpoch()) {}
+
+void Replica::Changed(BlockState& st) {
+  st.version = cfg_.is_root ? (version_epoch_ << kVersionCounterBits) | ++version_counter_ : 0;
+}
 
 BlockState& Replica::State(uint64_t block) {
   auto it = states_.find(block);
   if (it == states_.end())
-    it = states_.emplace(block, BlockState{cfg_.is_root ? Perm::kWrite : Perm::kNone, 0, false, {}}).first;
+    it = states_.emplace(block, BlockState{cfg_.is_root ? Perm::kWrite : Perm::kNone,
+                                           cfg_.is_root ? version_epoch_ << kVersionCounterBits : 0, false, {}})
+             .first;
   return it->second;
 }
 
@@ -413,6 +428,7 @@ void Replica::HandleIo(LinkId child, const Message& m, Time now) {
   switch (j.op) {
     case IoOp::kGet:
       j.want = std::max(FromWire(m.permissions, Perm::kRead), Perm::kRead);
+      j.version = m.version.value_or(0);
       break;
     case IoOp::kLock:
       j.want = FromWire(m.permissions, Perm::kWrite);
@@ -627,6 +643,11 @@ void Replica::TakeOver(Time now) {
   child_lease_end_.clear();
   failed_.clear();
   lease_children_.clear();
+  // Versions given out before (if this root served before) may name bytes
+  // the other root has changed since: start a new epoch.
+  version_epoch_ = cfg_.version_epoch ? (cfg_.version_epoch + 1) & 0xffffff : NewEpoch();
+  version_counter_ = 0;
+  for (auto& [block, st] : states_) st.version = version_epoch_ << kVersionCounterBits;
   authority_until_ = Time::max();
   claims_until_ = now + std::chrono::milliseconds(cfg_.hb_ttl_ms + margin_ms());
   if (cfg_.root_reload) cfg_.root_reload();
@@ -684,8 +705,11 @@ void Replica::ResetAfterRejoin(Time now) {
   for (const auto& [block, st] : states_) blocks.push_back(block);
   for (uint64_t b : blocks) {
     if (claim.count(b)) continue;
-    data_->Drop(b);
-    State(b).held = Perm::kNone;
+    BlockState& st = State(b);
+    st.held = Perm::kNone;
+    // A clean copy whose version is known is kept, to be revalidated by
+    // version when next needed; any other goes.
+    if (st.version == 0 || data_->IsDirty(b)) data_->Drop(b);
   }
   claims_pending_ = claim.size();
   claims_kept_ = 0;
@@ -740,6 +764,7 @@ LeaseInfo Replica::lease_info(Time now) const {
   i.recovered = recovered_;
   i.recovery_lost = recovery_lost_;
   i.claims_served = claims_served_;
+  i.revalidated = revalidated_;
   return i;
 }
 
@@ -1155,7 +1180,7 @@ void Replica::ServeRecover(uint64_t block, const Job& j, Time now) {
     return;
   }
   data_->Put(block, *j.data, /*dirty=*/!cfg_.is_root);
-  ++st.version;
+  Changed(st);
   // The claimant holds WRITE now; the failed node's grant stays until its
   // lease is over, keeping everyone else out meanwhile.
   bool found = false;
@@ -1270,7 +1295,7 @@ bool Replica::StoreForwarded(uint64_t block, Job& j, Time now) {
     return true;
   }
   data_->Put(block, *j.data, /*dirty=*/!cfg_.is_root);
-  ++st.version;
+  Changed(st);
   if (j.flags & msg_flags::kForceSync) {
     if (!cfg_.is_root) {  // a sync writer's FORWARD goes all the way: flush our copy
       j.data.reset();
@@ -1355,7 +1380,10 @@ bool Replica::Advance(uint64_t block, Job& j, Time now) {
       break;
   }
   std::vector<uint8_t> bytes;
-  const bool wants_data = j.op == IoOp::kGet && j.from != kLocal;
+  // A child that kept a copy of this very version needs only the grant.
+  const bool unchanged = j.op == IoOp::kGet && j.from != kLocal && j.version != 0 &&
+                         j.version == State(block).version && (cfg_.is_root || data_->Get(block, &bytes));
+  const bool wants_data = j.op == IoOp::kGet && j.from != kLocal && !unchanged;
   if ((wants_data || j.from == kLocal) && !data_->Get(block, &bytes)) {
     if (cfg_.is_root) {
       Fail(j, WireStatus::kBusy, "cannot read block " + std::to_string(block) + " from the store");
@@ -1374,7 +1402,7 @@ bool Replica::Advance(uint64_t block, Job& j, Time now) {
       bytes.resize(cfg_.block_size);
       std::copy(j.data->begin(), j.data->end(), bytes.begin() + static_cast<long>(j.offset));
       data_->Put(block, bytes, /*dirty=*/!cfg_.is_root);
-      ++st.version;
+      Changed(st);
     }
     CompleteLocal(done.op, done.status, std::move(done.data));
     return true;
@@ -1396,7 +1424,14 @@ void Replica::AskParent(uint64_t block, const Job& j, Time now) {
   const bool have_copy = Held(block, now) >= Perm::kRead && data_->Get(block, &ignored);
   // With a valid copy only the permission is missing: LOCK. Otherwise GET.
   Message up = Upstream(j, have_copy ? IoOp::kLock : IoOp::kGet, block, std::max(j.want, Perm::kRead));
-  CallParent(std::move(up), Call{CallKind::kUpstream, block, 0, Perm::kNone, now});
+  Call c{CallKind::kUpstream, block, 0, Perm::kNone, now};
+  // A copy kept without a valid grant (a lapsed TTL, a rejoin) whose
+  // version is known: the parent sends the bytes only if they changed.
+  if (!have_copy && !data_->IsDirty(block) && StateOf(block).version != 0 && data_->Get(block, &ignored)) {
+    c.version = StateOf(block).version;
+    up.version = c.version;
+  }
+  CallParent(std::move(up), c);
   runs_[block].waiting_parent = true;
 }
 
@@ -1454,7 +1489,7 @@ bool Replica::AdvancePut(uint64_t block, Job& j, Time now) {
       data_->Put(block, *j.data, false);
       if (!SyncIfForced(block, j)) return true;
       BlockState& st = State(block);
-      ++st.version;
+      Changed(st);
       release_writer();
       Message r = ReplyFor(j.reply_xid);
       r.volume_id = cfg_.volume_id;
@@ -1534,7 +1569,7 @@ bool Replica::AdvanceFlush(uint64_t block, Job& j, Time now) {
     data_->Put(block, *j.data, /*dirty=*/!cfg_.is_root);
     BlockState& st = State(block);
     if (!own) {
-      ++st.version;
+      Changed(st);
       st = Step(st, Event{Event::Kind::kRelease, j.from, j.keep}).next;
     }
     if (cfg_.is_root) {
@@ -1602,6 +1637,7 @@ void Replica::HandleParentMessage(const Message& m, Time now) {
     if (!runs_.count(block) && State(block).held <= Perm::kRead) {
       data_->Put(block, *m.data, false);
       State(block).held = Perm::kRead;
+      State(block).version = m.version.value_or(0);
       expiry_[block] = now + std::chrono::milliseconds(*m.ttl_ms / 2);  // no round trip to go by: halve it
     }
     if (m.xid) SendToParent(ReplyFor(m.xid));
@@ -1781,7 +1817,7 @@ void Replica::HandleReply(uint64_t call_id, const Status& st, const Message& rep
     if (ok) bs = Step(bs, Event{Event::Kind::kInvalidateAck, call.child, call.to}).next;
     if (ok && reply.data && reply.data->size() == cfg_.block_size) {
       data_->Put(block, *reply.data, /*dirty=*/!cfg_.is_root);  // a child's write, recalled
-      bs.version = std::max(bs.version + 1, reply.version.value_or(0));
+      Changed(bs);
     }
     if (run.recall) ServeRecall(block, now);
     else Pump(block, now);
@@ -1829,6 +1865,19 @@ void Replica::HandleReply(uint64_t call_id, const Status& st, const Message& rep
   bs.held = FromWire(reply.permissions, Perm::kRead);
   // Counted from when we asked: the parent's own grant cannot end sooner.
   expiry_[block] = call.sent + std::chrono::milliseconds(reply.ttl_ms.value_or(0));
+  if (!reply.data && call.version != 0) {
+    std::vector<uint8_t> kept;
+    if (reply.version == call.version && data_->Get(block, &kept)) {
+      ++revalidated_;  // our copy is current: nothing was sent again
+    } else {
+      // Neither the bytes nor a matching version: ask again, for the bytes.
+      data_->Drop(block);
+      bs.held = Perm::kNone;
+      bs.version = 0;
+      Restage(j);
+      return Pump(block, now);
+    }
+  }
   if (reply.data && reply.data->size() == cfg_.block_size) {
     if (!data_->IsDirty(block)) {
       data_->Put(block, *reply.data, false);

@@ -22,7 +22,8 @@
 //    back what the writer no longer needs.
 //  - TTL: a node's grant expires at (request sent + TTL granted); it grants
 //    its children the time it has left, so a child's grant always expires
-//    first. A block whose grant expired is fetched again.
+//    first. A block whose grant expired is asked for again, with its
+//    version: the bytes come again only if they changed.
 //
 // Not thread-safe: drive one Replica from one thread or strand.
 #pragma once
@@ -73,6 +74,11 @@ struct ReplicaConfig {
   // so that the next read sees the image. Called when it takes the volume
   // over from another root.
   std::function<void()> root_reload;
+  // The root only: the high bits of every version it gives out (0: a random
+  // one). Versions name a block's bytes across the whole tree; a node that
+  // keeps a copy through a lease lapse or a move asks with its version and
+  // is not sent the bytes again when they are unchanged.
+  uint32_t version_epoch = 0;
 };
 
 // One message the node must send. A kCall expects a reply, to be delivered
@@ -100,6 +106,7 @@ struct LeaseInfo {
   uint64_t recovered = 0;         // blocks it claimed back with RECOVER and kept
   uint64_t recovery_lost = 0;     // blocks it claimed back in vain (logged: writes lost)
   uint64_t claims_served = 0;     // RECOVERs it took from children
+  uint64_t revalidated = 0;       // copies kept by version, without their bytes sent again
 };
 
 struct LocalDone {
@@ -184,9 +191,11 @@ class Replica {
   // lapses; requests that need the parent wait.
   void OnParentLost(Time now);
   // A new link to the parent is up: CONNECT again. Once joined, everything
-  // held through the old link is void: copies are dropped (unflushed writes
-  // are lost, and logged), children are declared failed (they join again),
-  // and the writer lease is asked for again.
+  // held through the old link is void: grants are gone (blocks written here
+  // are claimed back with RECOVER; clean copies with a known version are
+  // kept, to be revalidated by version when next read), children are
+  // declared failed (they join again), and the writer lease is asked for
+  // again.
   void Rejoin(Time now);
   // Leaving on purpose (unmount, stop): tells the parent with DISCONNECT, so
   // it releases this node's grants at once instead of waiting out the
@@ -252,6 +261,7 @@ class Replica {
     Time sent{};                            // when the upstream request left
     std::optional<Message> upstream_reply;  // the parent's answer to it
     Time give_up{};                         // RECOVER: when to stop asking
+    uint64_t version = 0;                   // a child's GET: the version of the copy it kept
     bool resend = false;                    // FLUSH: send the upstream request again
   };
   struct Recall {  // an INVALIDATE from the parent being served
@@ -289,6 +299,7 @@ class Replica {
     Perm to = Perm::kNone;  // kInvalidate: the target permission
     Time sent{};
     uint64_t sync = 0;      // kSync: which barrier; kLeave: the local operation
+    uint64_t version = 0;   // kUpstream GET: the version of the copy kept here
   };
   struct SyncOp {  // a barrier: this node's flushes, then the parent's barrier
     LinkId from = kLocal;
@@ -391,6 +402,9 @@ class Replica {
   Message Upstream(const Job& j, IoOp op, uint64_t block, Perm perm) const;
   static Message ErrorReply(uint64_t xid, WireStatus st, std::optional<ParamType> param = std::nullopt);
   BlockState& State(uint64_t block);
+  // The block's bytes changed here: at the root a new version; below it
+  // the version is unknown (0) until the bytes come from above again.
+  void Changed(BlockState& st);
   Perm Held(uint64_t block, Time now) const;
   uint32_t TtlLeft(uint64_t block, Time now) const;
   uint64_t block_count() const { return (cfg_.volume_size + cfg_.block_size - 1) / cfg_.block_size; }
@@ -445,6 +459,11 @@ class Replica {
   bool parent_failed_ = false;
   std::string parent_address_;
   std::vector<std::string> upstream_;
+  // Versions (root): epoch in the high bits, a counter below.
+  static constexpr int kVersionCounterBits = 40;
+  uint64_t version_epoch_;
+  uint64_t version_counter_ = 0;
+  uint64_t revalidated_ = 0;
   // The root's authority, and the grace after a takeover (SetAuthority,
   // TakeOver).
   Time authority_until_ = Time::max();

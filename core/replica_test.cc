@@ -276,8 +276,77 @@ TEST_CASE("a copy whose TTL ran out is fetched again, never served") {
   REQUIRE(t.Local("E", 7, Perm::kRead).ok());
   Log log = t.net.TakeLog();
   REQUIRE(log.size() >= 2);
-  CHECK(log.front() == "E->C IO_REQUEST/GET vol=26924852 block=7 perm=READ");
-  CHECK(log[1] == "C->A IO_REQUEST/GET vol=32002 block=7 perm=READ");  // C's lapsed too
+  // Both ask with the version of the copy they kept; A says it is current,
+  // and so does C: no bytes travel.
+  CHECK(log == Log{
+      "E->C IO_REQUEST/GET vol=26924852 block=7 perm=READ version",
+      "C->A IO_REQUEST/GET vol=32002 block=7 perm=READ version",  // C's lapsed too
+      "A->C OK_REPLY vol=32002 block=7 perm=READ ttl=1200000 hb_ttl=30000",
+      "C->E OK_REPLY vol=26924852 block=7 perm=READ ttl=1198000 hb_ttl=28000",
+  });
+  CHECK(t.net.replica("E").lease_info(t.net.now()).revalidated == 1);
+  CHECK(t.net.replica("C").lease_info(t.net.now()).revalidated == 1);
+  CHECK(t.Read("E", 7) == Fill('o'));
+}
+
+TEST_CASE("versions: a copy kept through a move is revalidated, and sent again only when it changed") {
+  Fig7 t;
+  t.Join("D");
+  t.Join("E");
+  t.Join("F");
+  REQUIRE(t.Read("E", 7) == Fill('o'));
+  REQUIRE(t.Read("E", 9) == std::vector<uint8_t>(kBs, 0));
+  t.net.Kill("C");  // E's parent
+  // D writes block 9 once C's grants are gone; block 7 stays as it was.
+  uint64_t w = t.net.Act("D", [](Replica& r, Time now) { return r.WriteLocal(9, 0, Fill('d'), now); });
+  uint64_t flush = t.net.Act("D", [](Replica& r, Time now) { return r.SyncLocal(now); });
+  t.net.Advance(70000ms);
+  REQUIRE(t.net.done("D")[w].ok());
+  REQUIRE(t.net.done("D")[flush].ok());
+  t.net.MoveTo("E", "A");
+  t.net.Advance(500ms);
+  REQUIRE(t.net.replica("E").connected());
+  t.net.TakeLog();
+  CHECK(t.Read("E", 7) == Fill('o'));
+  CHECK(t.net.TakeLog() == Log{
+      "E->A IO_REQUEST/GET vol=32002 block=7 perm=READ version",
+      "A->E OK_REPLY vol=32002 block=7 perm=READ ttl=1200000 hb_ttl=30000",  // no data: unchanged
+  });
+  CHECK(t.Read("E", 9) == Fill('d'));
+  Log log = t.net.TakeLog();
+  REQUIRE(log.size() >= 2);
+  CHECK(log.front() == "E->A IO_REQUEST/GET vol=32002 block=9 perm=READ version");
+  CHECK(log.back().find(" data") != std::string::npos);  // changed: the bytes come
+  CHECK(t.net.replica("E").lease_info(t.net.now()).revalidated == 1);
+}
+
+TEST_CASE("versions: a root's versions never match another root's, nor its own before a takeover") {
+  SimNet net;
+  ReplicaConfig ca = Cfg(32002, 1), cs = Cfg(5, 9);
+  ca.version_epoch = 7;
+  cs.version_epoch = 7;  // the same epoch even: a takeover moves on from it
+  net.AddRoot("A", ca);
+  Replica& s = net.AddRoot("S", cs);
+  s.SetAuthority(Time{}, net.now());
+  net.AddNode("L", Cfg(1, 4), "A");
+  net.Act("L", [](Replica& r, Time now) { r.Start(now); return 0; });
+  net.Run();
+  uint64_t r = net.Act("L", [](Replica& rep, Time now) { return rep.ReadLocal(3, now); });
+  net.Run();
+  REQUIRE(net.done("L")[r].ok());
+  net.Kill("A");
+  net.Act("S", [](Replica& rep, Time now) { rep.TakeOver(now); return 0; });
+  net.MoveTo("L", "S");
+  net.Advance(34000ms);  // the grace
+  net.TakeLog();
+  r = net.Act("L", [](Replica& rep, Time now) { return rep.ReadLocal(3, now); });
+  net.Run();
+  REQUIRE(net.done("L")[r].ok());
+  Log log = net.TakeLog();
+  REQUIRE(log.size() == 2);
+  CHECK(log[0] == "L->S IO_REQUEST/GET vol=5 block=3 perm=READ version");
+  CHECK(log[1].find(" data") != std::string::npos);  // S cannot vouch for A's version
+  CHECK(net.replica("L").lease_info(net.now()).revalidated == 0);
 }
 
 TEST_CASE("a request that comes back to its originator, or runs out of hops, gets LOOP_DETECTED") {

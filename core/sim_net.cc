@@ -275,6 +275,7 @@ std::string SimNet::Summary(const Message& m) {
   if (m.ttl_ms) s += " ttl=" + std::to_string(*m.ttl_ms);
   if (m.hb_ttl_ms) s += " hb_ttl=" + std::to_string(*m.hb_ttl_ms);
   if (m.data) s += " data";
+  if (m.opcode == Opcode::kIoRequest && m.version.value_or(0) != 0) s += " version";  // revalidating a kept copy
   if (m.status) s += std::string(" status=") + WireStatusName(*m.status);
   return s;
 }

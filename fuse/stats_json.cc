@@ -93,6 +93,7 @@ nlohmann::json NodeStatsJson(const Node& node, const NodeStatsContext& ctx) {
             {"recovered", t->recovered},
             {"recovery_lost", t->recovery_lost},
             {"claims_served", t->claims_served},
+            {"revalidated", t->revalidated},
             {"traffic", TrafficJson(t->traffic)}};
     if (!t->root_role.empty())
       tree["root_peer"] = {{"peer", t->root_peer}, {"role", t->root_role}, {"lease_ms_left", t->root_lease_ms_left}};
