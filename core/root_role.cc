@@ -81,6 +81,19 @@ void RootRole::OnAnswer(Time sent, const Answer& a) {
   }
 }
 
+void RootRole::OnPeerLeft() {
+  if (state_ != State::kActive || !peered_) return;
+  LogWarning("the standby root left on purpose: this root serves on without a root lease until a standby answers");
+  peered_ = false;
+  changed_ = true;
+}
+
+bool RootRole::Leave() {
+  const bool tell = state_ == State::kStandby && contacted_;
+  if (state_ == State::kStandby) contacted_ = false;
+  return tell;
+}
+
 bool RootRole::Tick(Time now) {
   if (state_ != State::kStandby || !contacted_) return false;
   if (now <= granted_until_ + std::chrono::milliseconds(margin_ms_)) return false;

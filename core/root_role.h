@@ -46,6 +46,14 @@ class RootRole {
   Answer OnAsk(Time now);
   // The answer to our ask sent at `sent`.
   void OnAnswer(Time sent, const Answer& a);
+  // The standby said it is leaving on purpose (its unmount): an active root
+  // serves on without a root lease until a standby answers again. Safe
+  // because a leaving standby never takes over (Leave).
+  void OnPeerLeft();
+  // This node is stopping: as a standby it will never take over now.
+  // True when it was a standby that had been asked, so the active root
+  // should be told (OnPeerLeft there).
+  bool Leave();
   // Time passes: a standby may take over. True once, when it does; the
   // caller then rebuilds the grants from the children (Replica::TakeOver).
   bool Tick(Time now);

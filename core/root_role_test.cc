@@ -76,6 +76,24 @@ TEST_CASE("root role: the standby takes over only after the active root's lease 
   CHECK(s.ServingUntil() == over + 101s + 2000ms);
 }
 
+TEST_CASE("root role: a standby that leaves on purpose lets the active root serve on alone, and never takes over") {
+  RootRole a(false, kLease, kMargin), s(true, kLease, kMargin);
+  Exchange(a, s, t0, t0);
+  CHECK(s.Leave());  // it had been asked: the active root is told
+  a.OnPeerLeft();
+  CHECK(a.ServingUntil() == Time::max());
+  CHECK_FALSE(s.Tick(t0 + 1h));  // silent or not, a leaving standby stays put
+  CHECK_FALSE(s.Leave());        // nothing more to tell
+  // A standby that answers later bounds the active root again.
+  RootRole s2(true, kLease, kMargin);
+  Exchange(a, s2, t0 + 10s, t0 + 10s);
+  CHECK(a.ServingUntil() == t0 + 12s);
+  // A waiting root is not made active by a departure.
+  RootRole w(false, kLease, kMargin);
+  w.OnPeerLeft();
+  CHECK_FALSE(Serving(w, t0));
+}
+
 TEST_CASE("root role: a standby that was never asked never takes over") {
   RootRole s(true, kLease, kMargin);
   CHECK_FALSE(s.Tick(t0 + 1h));

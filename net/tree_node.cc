@@ -84,6 +84,35 @@ Status TreeNode::Start() {
 
 void TreeNode::Stop() {
   if (stopped_) return;
+  // A standby the active root leans on says it is going, so that the
+  // active root serves on instead of stopping when its root lease lapses.
+  if (role_ && thread_.joinable()) {
+    auto told = std::make_shared<Waiter>();
+    asio::post(io_, [this, told] {
+      std::vector<std::shared_ptr<Connection>> peers;
+      if (role_->Leave())
+        for (LinkId l : peer_links_)
+          if (auto it = children_.find(l); it != children_.end()) peers.push_back(it->second);
+      std::lock_guard lock(told->mu);
+      told->remaining = peers.size();
+      told->done = peers.empty();
+      if (told->done) told->cv.notify_all();
+      for (auto& p : peers) {
+        Message bye;
+        bye.opcode = Opcode::kDisconnect;
+        bye.connect_flags = connect_flags::kStandby;
+        p->CallAsync(bye, std::chrono::milliseconds(500), [told](CallResult) {
+          std::lock_guard l(told->mu);
+          if (--told->remaining == 0) {
+            told->done = true;
+            told->cv.notify_all();
+          }
+        });
+      }
+    });
+    std::unique_lock lock(told->mu);
+    told->cv.wait_for(lock, std::chrono::seconds(1), [&] { return told->done; });
+  }
   // Tell the parent we are going, so it need not wait out our lease.
   if (thread_.joinable() && !opts_.parent.empty())
     RunLocal({[](Replica& r, Time now) { return r.LeaveLocal(now); }}, nullptr);
@@ -374,7 +403,15 @@ asio::awaitable<void> TreeNode::PeerLoop() {
         std::optional<tcp::socket> socket = co_await DialParent(opts_.peer, Now() + period, &problem, "root peer");
         if (stopped_) break;
         if (socket)
-          peer_conn_ = Connection::Start(std::move(*socket), [](const std::shared_ptr<Connection>&, Message) {});
+          peer_conn_ = Connection::Start(std::move(*socket), [this](const std::shared_ptr<Connection>& conn, Message m) {
+            if (m.opcode != Opcode::kDisconnect) return;  // the peer sends nothing else this way
+            role_->OnPeerLeft();  // the standby is unmounting
+            ApplyRole(Now());
+            Message r;
+            r.opcode = Opcode::kOkReply;
+            r.xid = m.xid;
+            conn->Send(r);
+          });
       }
       if (peer_conn_ && !peer_conn_->closed()) {
         Message ask;

@@ -7,7 +7,8 @@
 # are all there, byte for byte, and e2fsck -fn is clean. The dead root,
 # started again as it was first started, learns from its peer that it lost
 # its role: it refuses write-opens and children, and the image does not
-# change through it.
+# change through it. When it then unmounts on purpose, the active root
+# serves on without it.
 . "$(dirname "$0")/lib.sh"
 begin standby_root
 
@@ -85,9 +86,15 @@ check "the image did not change through it" [ "$(sha256sum <"$img")" = "$before"
 check "the leaf writes on through the new root" \
   dd if=/dev/urandom of="$WORK/leaf/vol.img" bs=4K count=1 seek=8000 conv=notrunc,fsync status=none
 
+# The standby unmounts on purpose: the active root serves on alone.
+check "the standby unmounts" stop_node "$WORK/a"
+check "the active root is told, and serves on without a root lease" \
+  [ "$(role_of "$WORK/s")" = "active (no standby)" ]
+sleep 5  # longer than the lease it held
+check "past that lease the leaf still writes through it" \
+  dd if=/dev/urandom of="$WORK/leaf/vol.img" bs=4K count=1 seek=8001 conv=notrunc,fsync status=none
 check "the leaf unmounts" stop_node "$WORK/leaf"
-check "the new root unmounts" stop_node "$WORK/s"
-check "the returned root unmounts" stop_node "$WORK/a"
+check "the root unmounts" stop_node "$WORK/s"
 check "e2fsck -fn on the image is clean" e2fsck -fn "$img"
 loop_mount "$img" "$WORK/fs" || { check "loop mount of the image" false; finish; exit; }
 check "the image holds every file" bash -c "cd '$WORK/fs' && sha256sum -c --quiet '$WORK/sums'"
