@@ -61,7 +61,6 @@ void RootRole::OnAnswer(Time sent, const Answer& a) {
       // It serves without a lease until it asks us and we answer: only
       // then may its silence mean it stopped.
       contacted_ = false;
-      changed_ = true;
       return;
     case PeerState::kWaiting:
       return;  // neither of us is the standby: nothing to lean on
@@ -70,7 +69,6 @@ void RootRole::OnAnswer(Time sent, const Answer& a) {
       if (state_ == State::kWaiting) {
         LogInfo("root peer is a standby and granted a lease: this root is active");
         state_ = State::kActive;
-        changed_ = true;
       } else if (!peered_) {
         LogInfo("a standby answered: this root now serves under its lease");
       }
@@ -85,7 +83,6 @@ void RootRole::OnPeerLeft() {
   if (state_ != State::kActive || !peered_) return;
   LogWarning("the standby root left on purpose: this root serves on without a root lease until a standby answers");
   peered_ = false;
-  changed_ = true;
 }
 
 bool RootRole::Leave() {
@@ -102,7 +99,6 @@ bool RootRole::Tick(Time now) {
   state_ = State::kActive;
   peered_ = false;  // until the other root answers as a standby
   contacted_ = false;
-  changed_ = true;
   return true;
 }
 

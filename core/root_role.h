@@ -65,9 +65,6 @@ class RootRole {
   bool peered() const { return peered_; }
   // One word or phrase for status and logs.
   std::string Describe(Time now) const;
-  // True once after the role changed (took over, or stepped down); the
-  // reason is in the log.
-  bool TakeChanged() { return std::exchange(changed_, false); }
 
  private:
   State state_;
@@ -76,7 +73,6 @@ class RootRole {
   Time lease_until_{};      // active and peered: our root lease
   bool contacted_ = false;  // standby: an active peer has asked
   Time granted_until_{};    // standby: the latest lease we granted, by our clock
-  bool changed_ = false;
 };
 
 const char* RootRoleName(RootRole::State s);

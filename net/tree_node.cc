@@ -345,7 +345,6 @@ asio::awaitable<void> TreeNode::TickLoop() {
 
 void TreeNode::ApplyRole(Time now) {
   if (role_->Tick(now)) replica_.TakeOver(now);
-  const bool changed = role_->TakeChanged();
   const Time until = role_->ServingUntil();
   replica_.SetAuthority(until, now);
   // Children of a root that serves nothing would wait in vain (their
@@ -360,7 +359,6 @@ void TreeNode::ApplyRole(Time now) {
   root_lease_left_ = until == Time::max() ? -1
                      : until <= now      ? 0
                                          : std::chrono::duration_cast<std::chrono::milliseconds>(until - now).count();
-  (void)changed;
 }
 
 void TreeNode::AnswerPeer(LinkId link, const std::shared_ptr<Connection>& conn, const Message& m) {
