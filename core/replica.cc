@@ -1329,7 +1329,9 @@ void Replica::Pump(uint64_t block, Time now) {
     if (!Advance(block, run.jobs.front(), now)) return;
     run.jobs.pop_front();
   }
-  if (run.jobs.empty() && run.acks == 0 && !run.waiting_parent && !run.recall) runs_.erase(it);
+  // By key, not by `it`: Advance may have added runs for other blocks, and
+  // a rehash invalidates iterators (references such as `run` stay valid).
+  if (run.jobs.empty() && run.acks == 0 && !run.waiting_parent && !run.recall) runs_.erase(block);
 }
 
 bool Replica::Advance(uint64_t block, Job& j, Time now) {
