@@ -125,8 +125,16 @@ namespace {
 // whose parent is a container's init.
 bool Running(pid_t pid) {
   if (kill(pid, 0) != 0) return false;
-  std::ifstream stat("/proc/" + std::to_string(pid) + "/stat");
-  std::string all((std::istreambuf_iterator<char>(stat)), {});
+  // With read(2), not a stream: reading the file of a process that exits
+  // meanwhile fails with ESRCH, which libstdc++'s filebuf throws.
+  std::string all;
+  const int fd = open(("/proc/" + std::to_string(pid) + "/stat").c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return kill(pid, 0) == 0;
+  char buf[512];
+  ssize_t n;
+  while ((n = read(fd, buf, sizeof buf)) > 0) all.append(buf, static_cast<size_t>(n));
+  close(fd);
+  if (n < 0) return kill(pid, 0) == 0;  // it went while we read
   size_t close_paren = all.rfind(')');
   return close_paren == std::string::npos || close_paren + 2 >= all.size() || all[close_paren + 2] != 'Z';
 }

@@ -31,7 +31,9 @@ run_mode() {  # MODE FSYNC_EVERY CHECK: one proxy and one leaf, the proxy killed
   python3 "$fault/write_log.py" "$leaf/vol.img" "$log" 400 400 "$fsync_every" 5 &
   local workload=$!
   HELPER_PIDS+=("$workload")
-  wait_for "[ \$(grep -c ^write '$log' 2>/dev/null || echo 0) -ge 100 ]" 30
+  # Killed mid-interval between two fsyncs (async: 25 writes apart), so
+  # that some writes are surely dirty in the leaf and none in flight.
+  wait_for "python3 -c \"import sys; n = open('$log').read().count('write '); sys.exit(not (n >= 100 and 5 <= n % 25 <= 15))\"" 30
   local killed_at
   killed_at=$(date +%s.%N)
   kill -KILL "$proxy"
