@@ -401,7 +401,8 @@ void Replica::HandleIo(LinkId child, const Message& m, Time now) {
   // A root serves nothing without authority; in a takeover's grace, only
   // claims (RECOVERY_OP) and sync barriers.
   const bool barrier = m.io_op == IoOp::kFlush && !m.block_num && !m.data;
-  if (cfg_.is_root && !((m.flags & msg_flags::kRecoveryOp) || barrier ? HasAuthority(now) : LeaseValid(now)))
+  const bool allowed_in_grace = (m.flags & msg_flags::kRecoveryOp) || barrier;
+  if (cfg_.is_root && !(allowed_in_grace ? HasAuthority(now) : LeaseValid(now)))
     return refuse(WireStatus::kInRecovery, std::nullopt);
   if (!connected_ || !m.volume_id || *m.volume_id != cfg_.volume_id) return refuse(WireStatus::kNoSuchVolume, std::nullopt);
   if (!m.io_op) return refuse(WireStatus::kBadParamValue, ParamType::kIoOp);

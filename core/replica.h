@@ -240,6 +240,10 @@ class Replica {
   // The permission this node may use on `block` at `now` (TTL applied).
   Perm HeldAt(uint64_t block, Time now) const { return Held(block, now); }
   const ReplicaConfig& config() const { return cfg_; }
+  // The HEARTBEAT period, and the margin added to a lease before another
+  // node acts on its end (the configured values, or their defaults).
+  uint32_t heartbeat_ms() const;
+  uint32_t margin_ms() const;
 
  private:
   enum class LocalKind { kNone, kRead, kWrite, kForward, kDrop, kRecover };
@@ -350,8 +354,6 @@ class Replica {
   uint64_t LeaseLocal(Perm want, bool shared);
   void PumpLease();
   // ---- Leases and failures ----
-  uint32_t heartbeat_ms() const;
-  uint32_t margin_ms() const;
   // The HB_TTL to give a child now: our own lease's remainder at most.
   uint32_t HbTtlFor(Time now) const;
   // Copies may be used and requests served: below the root, while the

@@ -1321,3 +1321,26 @@ TEST_CASE("takeover: a root whose authority lapsed grants nothing and writes not
   REQUIRE(net.done("A").count(ra));
   CHECK(net.reads("A")[ra] == Fill('p'));
 }
+
+TEST_CASE("takeover: a write queued before the root's authority lapsed is not applied after it") {
+  SimNet net;
+  Replica& a = net.AddRoot("A", Cfg(32002, 1));
+  net.AddNode("far", Cfg(1, 4), "A", 1500ms);  // an INVALIDATE to it takes 3 s to answer
+  net.AddNode("near", Cfg(1, 5), "A");
+  for (const char* n : {"far", "near"}) {
+    net.Act(n, [](Replica& r, Time now) { r.Start(now); return 0; });
+    net.Run();
+  }
+  uint64_t r = net.Act("far", [](Replica& rep, Time now) { return rep.ReadLocal(3, now); });
+  net.Run();
+  REQUIRE(net.done("far")[r].ok());
+  a.SetAuthority(net.now() + 1000ms, net.now());
+  // The PUT is admitted, then waits for far's answer, which comes after
+  // the authority has lapsed.
+  net.Act("near", [](Replica& rep, Time now) { return rep.PutLocal(3, Fill('p'), now); });
+  net.Advance(4000ms);
+  CHECK(StoreBlock(net, 3) == std::vector<uint8_t>(kBs, 0));
+  a.SetAuthority(net.now() + 10000ms, net.now());  // renewed: it goes on
+  net.Advance(200ms);
+  CHECK(StoreBlock(net, 3) == Fill('p'));
+}

@@ -31,9 +31,7 @@ TreeNode::TreeNode(TreeNodeOptions opts, ReplicaConfig cfg, BlockData* data)
       work_(io_.get_executor()),
       acceptor_(io_) {
   if (replica_.config().is_root && !opts_.peer.empty()) {
-    const ReplicaConfig& c = replica_.config();
-    const uint32_t margin = c.lease_margin_ms ? c.lease_margin_ms : std::max<uint32_t>(c.hb_ttl_ms / 10, 100);
-    role_.emplace(opts_.standby, c.hb_ttl_ms, margin);
+    role_.emplace(opts_.standby, replica_.config().hb_ttl_ms, replica_.margin_ms());
     replica_.SetAuthority(role_->ServingUntil(), Now());  // nothing until the role says so
   }
 }
@@ -391,7 +389,7 @@ void TreeNode::AnswerPeer(LinkId link, const std::shared_ptr<Connection>& conn, 
 
 asio::awaitable<void> TreeNode::PeerLoop() {
   const ReplicaConfig& c = replica_.config();
-  const auto period = std::chrono::milliseconds(c.heartbeat_ms ? c.heartbeat_ms : std::max<uint32_t>(c.hb_ttl_ms / 4, 10));
+  const auto period = std::chrono::milliseconds(replica_.heartbeat_ms());
   std::string last_problem;  // logged when it changes, not every round
   asio::steady_timer pause(io_);
   while (!stopped_) {
