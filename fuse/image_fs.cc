@@ -17,6 +17,8 @@
 #include "core/daemon.h"
 #include "core/log.h"
 #include "fuse/control.h"
+#include "fuse/image_open.h"
+#include "fuse/reply.h"
 #include "fuse/stats_json.h"
 
 namespace vshare {
@@ -29,56 +31,23 @@ constexpr fuse_ino_t kMetaDirIno = 2;
 constexpr fuse_ino_t kStatsIno = 3;
 constexpr fuse_ino_t kControlIno = 4;
 constexpr fuse_ino_t kFirstVolumeIno = 16;
-// The file handle of an image opened for writing: it holds the writer lease.
-constexpr uint64_t kWriterHandle = 1;
 constexpr double kAttrTimeout = 1.0;
 constexpr size_t kMaxIo = 1 << 20;
 
-int ToErrno(const Status& st) {
-  switch (st.code()) {
-    case Status::Code::kOk: return 0;
-    case Status::Code::kInvalidArgument: return EINVAL;
-    case Status::Code::kNotFound: return ENOENT;
-    case Status::Code::kAlreadyExists: return EEXIST;
-    case Status::Code::kOutOfRange: return ENOSPC;  // past the end of a fixed-size image
-    case Status::Code::kNoSpace: return ENOSPC;
-    case Status::Code::kIOError: return EIO;
-    case Status::Code::kBusy: return EBUSY;
-    case Status::Code::kPermissionDenied: return EACCES;
-    case Status::Code::kUnsupported: return EOPNOTSUPP;
-    case Status::Code::kTimedOut: return EIO;  // applications see EIO, never a hang
-  }
-  return EIO;
-}
-
-// Answers a FUSE request exactly once: whichever reply method runs first
-// wins, and a request that leaves without an answer gets EIO.
-class Reply {
- public:
-  explicit Reply(fuse_req_t req) : req_(req) {}
-  Reply(const Reply&) = delete;
-  Reply& operator=(const Reply&) = delete;
-  ~Reply() {
-    if (req_) fuse_reply_err(req_, EIO);
-  }
-  void Err(int err) { fuse_reply_err(Take(), err); }
-  void Status(const vshare::Status& st) { Err(ToErrno(st)); }
-  void Entry(const fuse_entry_param& e) { fuse_reply_entry(Take(), &e); }
-  void Attr(const struct stat& st) { fuse_reply_attr(Take(), &st, kAttrTimeout); }
-  void Open(const fuse_file_info* fi) { fuse_reply_open(Take(), fi); }
-  void Buf(const void* data, size_t n) { fuse_reply_buf(Take(), static_cast<const char*>(data), n); }
-  void Write(size_t n) { fuse_reply_write(Take(), n); }
-  void Statfs(const struct statvfs& s) { fuse_reply_statfs(Take(), &s); }
-  fuse_req_t req() const { return req_; }
-
- private:
-  fuse_req_t Take() {
-    fuse_req_t r = req_;
-    req_ = nullptr;
-    return r;
-  }
-  fuse_req_t req_;
+// The real kernel side of a Reply.
+struct FuseReplies {
+  using Req = fuse_req_t;
+  using FileInfo = fuse_file_info;
+  using EntryParam = fuse_entry_param;
+  static int Err(Req r, int err) { return fuse_reply_err(r, err); }
+  static int Entry(Req r, const EntryParam* e) { return fuse_reply_entry(r, e); }
+  static int Attr(Req r, const struct stat* st, double timeout) { return fuse_reply_attr(r, st, timeout); }
+  static int Open(Req r, const FileInfo* fi) { return fuse_reply_open(r, fi); }
+  static int Buf(Req r, const void* data, size_t n) { return fuse_reply_buf(r, static_cast<const char*>(data), n); }
+  static int Write(Req r, size_t n) { return fuse_reply_write(r, n); }
+  static int Statfs(Req r, const struct statvfs* s) { return fuse_reply_statfs(r, s); }
 };
+using Reply = BasicReply<FuseReplies>;
 
 // A snapshot of the stats document, taken at open and read from there, so a
 // reader sees one consistent document however it splits its reads. Shared:
@@ -209,7 +178,7 @@ void OpGetattr(fuse_req_t req, fuse_ino_t ino, fuse_file_info*) {
   Guard(req, "getattr", [&](Reply& r) {
     struct stat st;
     if (!Fs(req)->Stat(ino, &st)) return r.Err(ENOENT);
-    r.Attr(st);
+    r.Attr(st, kAttrTimeout);
   });
 }
 
@@ -227,7 +196,7 @@ void OpSetattr(fuse_req_t req, fuse_ino_t ino, struct stat* attr, int to_set, fu
       }
     }
     // Mode, owner and time changes are accepted and not kept.
-    r.Attr(st);
+    r.Attr(st, kAttrTimeout);
   });
 }
 
@@ -270,23 +239,18 @@ void OpOpen(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
       auto* h = new StatsHandle{std::make_shared<const std::string>(fs->StatsText())};
       fi->fh = reinterpret_cast<uint64_t>(h);
       fi->direct_io = 1;  // size is not known in advance
-      return r.Open(fi);
+      if (r.Open(fi) != 0) delete h;  // interrupted: no release will come
+      return;
     }
     if (ino == kControlIno) {
       if (acc == O_RDONLY) return r.Err(EACCES);
       fi->direct_io = 1;
-      return r.Open(fi);
+      (void)r.Open(fi);
+      return;
     }
     VolumeIo* v = fs->VolumeOf(ino);
     if (!v) return r.Err(ino == kRootIno || ino == kMetaDirIno ? EISDIR : ENOENT);
-    if (acc != O_RDONLY && v->read_only()) return r.Err(EROFS);
-    if (acc != O_RDONLY) {
-      if (Status st = v->OpenForWrite(); !st.ok()) return r.Status(st);
-      fi->fh = kWriterHandle;  // release gives the lease back
-    }
-    fi->direct_io = 1;
-    fi->keep_cache = 0;
-    r.Open(fi);
+    OpenImage(*v, fi, r);
   });
 }
 
@@ -494,6 +458,12 @@ int ServeMount(Node& node, const MountOptions& opts) {
   // caller's process reports start-up errors, such as an unreachable parent.
   auto start = [&]() -> Status {
     if (!opts.foreground && opts.log_file.empty()) SetLogSink(LogSink::kSyslog);
+    // Writeback of a loop device over this file needs this daemon; keep our
+    // threads from waiting on that same writeback. Threads inherit it, so
+    // it is set before the first one (the node's I/O thread) starts.
+    if (prctl(PR_SET_IO_FLUSHER, 1, 0, 0, 0) != 0)
+      LogWarning(std::string("PR_SET_IO_FLUSHER unavailable (") + std::strerror(errno) +
+                 "; it needs CAP_SYS_RESOURCE): a loop device over this mount may stall under memory pressure");
     return opts.start ? opts.start() : Status::Ok();
   };
   bool started;
@@ -511,11 +481,6 @@ int ServeMount(Node& node, const MountOptions& opts) {
     fuse_session_destroy(se);
     return 1;
   }
-  // Writeback of a loop device over this file needs this daemon; keep our
-  // threads (inherited by FUSE's workers) from waiting on that same writeback.
-  if (prctl(PR_SET_IO_FLUSHER, 1, 0, 0, 0) != 0)
-    LogWarning(std::string("PR_SET_IO_FLUSHER unavailable (") + std::strerror(errno) +
-               "; it needs CAP_SYS_RESOURCE): a loop device over this mount may stall under memory pressure");
 
   std::string names;
   for (const auto& v : node.volumes())

@@ -267,6 +267,10 @@ expect_fail() {
 }
 
 finish() {
+  if [ $((PASSED + FAILED)) = 0 ]; then
+    FAILED=1
+    echo "FAIL - $TEST_NAME made no checks at all"
+  fi
   echo "$PASSED passed, $FAILED failed"
   [ "$FAILED" = 0 ]
 }

@@ -17,6 +17,17 @@ check "stats name a running daemon (pid $pid)" kill -0 "$pid"
 check "the daemon is not a child of this shell" bash -c "[ \"\$(ps -o ppid= -p $pid | tr -d ' ')\" != $$ ]"
 check "the daemon logs to --log-file" grep -q "mounted $mp as root" "$WORK/daemon.log"
 
+# PR_SET_IO_FLUSHER is inherited: every thread must carry it (PF_LOCAL_THROTTLE,
+# 0x100000 in the flags field of /proc/PID/task/TID/stat) once the main thread
+# does. Without CAP_SYS_RESOURCE no thread can; then there is nothing to check.
+flags_of() { awk '{print $9}' "$1"; }
+if (( $(flags_of "/proc/$pid/stat") & 0x100000 )); then
+  missing=0
+  for t in /proc/"$pid"/task/*/stat; do (( $(flags_of "$t") & 0x100000 )) || missing=$((missing + 1)); done
+  check "every thread of the daemon runs as an I/O flusher ($missing without)" [ "$missing" = 0 ]
+else
+  echo "# PR_SET_IO_FLUSHER is unavailable here (no CAP_SYS_RESOURCE): its inheritance is not checked"
+fi
 check "mkfs.ext4 on the image" mkfs.ext4 -q -F "$mp/vol.img"
 loop_mount "$mp/vol.img" "$WORK/dev-in-use" || { check "loop mount" false; finish; exit; }
 echo data >"$WORK/dev-in-use/f"
