@@ -54,11 +54,15 @@ std::string Describe(const Message& m) {
   if (m.volume_name) s += " name=" + *m.volume_name;
   if (m.volume_id) s += " vol=" + std::to_string(*m.volume_id);
   if (m.block_num) s += " block=" + std::to_string(*m.block_num);
+  if (m.count) s += " count=" + std::to_string(*m.count);
   if (m.permissions && static_cast<uint16_t>(*m.permissions) <= 2)
     s += std::string(" perm=") + kPerm[static_cast<uint16_t>(*m.permissions)];
   if (m.ttl_ms) s += " ttl=" + std::to_string(*m.ttl_ms) + "ms";
   if (m.hb_ttl_ms) s += " hb_ttl=" + std::to_string(*m.hb_ttl_ms) + "ms";
   if (m.version) s += " version=" + std::to_string(*m.version);
+  if (m.versions) s += " versions=" + std::to_string(m.versions->size());
+  if (m.mask) s += " mask";
+  if (m.flags & msg_flags::kMore) s += " more";
   if (m.data) s += " data=" + std::to_string(m.data->size()) + "B";
   if (m.status && static_cast<uint16_t>(*m.status) >= 1 && static_cast<uint16_t>(*m.status) <= kMaxWireStatus)
     s += std::string(" status=") + WireStatusName(*m.status);

@@ -12,6 +12,8 @@
 #include <string>
 #include <vector>
 
+#include "core/bytes.h"
+
 namespace vshare {
 
 inline constexpr uint16_t kCurrentProtocolVersion = 1;
@@ -45,7 +47,10 @@ namespace msg_flags {
 inline constexpr uint16_t kForceSync = 1 << 0;  // the write must reach the root's store
 inline constexpr uint16_t kParams = 1 << 1;     // parameters follow the header
 inline constexpr uint16_t kRecoveryOp = 1 << 2; // part of recovery after a failure
-inline constexpr uint16_t kKnown = kForceSync | kParams | kRecoveryOp;
+// A reply that answers part of a range request: more parts follow under the
+// same XID. The last part has it clear.
+inline constexpr uint16_t kMore = 1 << 3;
+inline constexpr uint16_t kKnown = kForceSync | kParams | kRecoveryOp | kMore;
 }  // namespace msg_flags
 
 // CONNECT_FLAGS bits: options asked for by a child, facts told by a parent.
@@ -103,8 +108,11 @@ enum class ParamType : uint16_t {
   kCookie = 18,
   kVolumeSize = 19,
   kBlockSize = 20,
+  kCount = 21,
+  kVersions = 22,
+  kMask = 23,
 };
-inline constexpr uint16_t kMaxParamType = 20;
+inline constexpr uint16_t kMaxParamType = 23;
 
 // Permission values of the PERMISSIONS parameter.
 enum class WirePerm : uint16_t { kNone = 0, kRead = 1, kWrite = 2 };
@@ -126,7 +134,10 @@ struct Message {
   std::optional<uint32_t> connect_flags;
   std::optional<uint64_t> block_num;
   std::optional<WirePerm> permissions;
-  std::optional<std::vector<uint8_t>> data;
+  // A range: `count` blocks from block_num (absent: one block). DATA then
+  // holds the blocks in order, or, with MASK, only those whose bit is set.
+  std::optional<uint32_t> count;
+  std::optional<Bytes> data;
   std::optional<std::vector<uint8_t>> verifier;
   std::optional<std::vector<uint8_t>> key;
   std::optional<uint32_t> ttl_ms;
@@ -141,6 +152,11 @@ struct Message {
   std::optional<std::vector<uint8_t>> cookie;
   std::optional<uint64_t> volume_size;
   std::optional<uint32_t> block_size;
+  std::optional<std::vector<uint64_t>> versions;  // one per block of the range
+  std::optional<std::vector<uint8_t>> mask;       // bit i (LSB first): block_num + i is in DATA
+
+  // The number of blocks a request or reply is about: 1 without COUNT.
+  uint32_t blocks() const { return count.value_or(1); }
 
   bool operator==(const Message&) const = default;
 };

@@ -257,7 +257,7 @@ class Replica {
     Perm want = Perm::kRead;
     Perm keep = Perm::kNone;  // FLUSH: what the sender keeps
     bool forward = false;     // a child's FORWARD (with DATA: store it; without: pass ours up)
-    std::optional<std::vector<uint8_t>> data;
+    std::optional<Bytes> data;
     uint16_t flags = 0;
     uint8_t hops = 0;
     Originator originator{};

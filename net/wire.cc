@@ -30,7 +30,8 @@ size_t FixedSize(ParamType t) {
     case ParamType::kConnectFlags:
     case ParamType::kTtl:
     case ParamType::kHbTtl:
-    case ParamType::kBlockSize: return 4;
+    case ParamType::kBlockSize:
+    case ParamType::kCount: return 4;
     case ParamType::kBlockNum:
     case ParamType::kVersion:
     case ParamType::kVolumeSize: return 8;
@@ -53,6 +54,8 @@ size_t MaxSize(ParamType t) {
     case ParamType::kParentList: return kMaxBlob;
     case ParamType::kCookie: return kMaxCookie;
     case ParamType::kErrValue: return kMaxErrValue;
+    case ParamType::kVersions: return 8 * kMaxRange;
+    case ParamType::kMask: return kMaxRange / 8;
     case ParamType::kEndMsg: return 0;
     default: return FixedSize(t);
   }
@@ -61,7 +64,8 @@ size_t MinSize(ParamType t) { return t == ParamType::kVolumeName ? 1 : FixedSize
 
 class Parser {
  public:
-  Parser(Message* out, DecodeError* err) : m_(out), err_(err) {}
+  Parser(Message* out, DecodeError* err, const Bytes* owner, std::span<const uint8_t> in)
+      : m_(out), err_(err), owner_(owner), in_(in) {}
 
   bool Fail(WireStatus st, uint16_t param, std::vector<uint8_t> value, std::string what) {
     err_->status = st;
@@ -118,7 +122,12 @@ class Parser {
         m_->permissions = static_cast<WirePerm>(p);
         return true;
       }
-      case ParamType::kData: m_->data.emplace(v, v + n); return true;
+      case ParamType::kData:
+        if (owner_ && owner_->data() <= in_.data() && in_.data() + in_.size() <= owner_->data() + owner_->size())
+          m_->data = owner_->Slice(static_cast<size_t>(v - owner_->data()), n);
+        else
+          m_->data = Bytes::Copy({v, n});
+        return true;
       case ParamType::kVerifier: m_->verifier.emplace(v, v + n); return true;
       case ParamType::kKey: m_->key.emplace(v, v + n); return true;
       case ParamType::kTtl: m_->ttl_ms = static_cast<uint32_t>(ReadBE(v, 4)); return true;
@@ -161,6 +170,20 @@ class Parser {
         m_->block_size = bs;
         return true;
       }
+      case ParamType::kCount: {
+        const uint32_t c = static_cast<uint32_t>(ReadBE(v, 4));
+        if (c == 0 || c > kMaxRange) return bad_value(BE(c, 4), "count must be from 1 to " + std::to_string(kMaxRange));
+        m_->count = c;
+        return true;
+      }
+      case ParamType::kVersions: {
+        if (n % 8 != 0) return Fail(WireStatus::kBadParamLength, id, BE(n, 4), "versions must be 8 bytes each");
+        std::vector<uint64_t> vs(n / 8);
+        for (size_t i = 0; i < vs.size(); ++i) vs[i] = ReadBE(v + 8 * i, 8);
+        m_->versions = std::move(vs);
+        return true;
+      }
+      case ParamType::kMask: m_->mask.emplace(v, v + n); return true;
       case ParamType::kEndMsg: return true;
     }
     return true;
@@ -193,6 +216,8 @@ class Parser {
  private:
   Message* m_;
   DecodeError* err_;
+  const Bytes* owner_;
+  std::span<const uint8_t> in_;
   bool seen_[kMaxParamType + 1] = {};
 };
 
@@ -205,7 +230,8 @@ void PutInt(std::vector<uint8_t>* out, ParamType t, uint64_t v) {
   auto bytes = BE(v, FixedSize(t));
   PutParam(out, t, bytes.data(), bytes.size());
 }
-void PutBytes(std::vector<uint8_t>* out, ParamType t, const std::vector<uint8_t>& v) {
+template <typename Buf>
+void PutBytes(std::vector<uint8_t>* out, ParamType t, const Buf& v) {
   PutParam(out, t, v.data(), v.size());
 }
 
@@ -213,6 +239,9 @@ bool WithinLimits(const Message& m) {
   auto fits = [](const auto& opt, size_t max, size_t min = 0) {
     return !opt || (opt->size() <= max && opt->size() >= min);
   };
+  if (m.count && (*m.count == 0 || *m.count > kMaxRange)) return false;
+  if (m.versions && m.versions->size() > kMaxRange) return false;
+  if (!fits(m.mask, kMaxRange / 8)) return false;
   if (!fits(m.volume_name, kMaxName, 1) || !fits(m.data, kMaxData) || !fits(m.verifier, kMaxBlob) ||
       !fits(m.key, kMaxBlob) || !fits(m.cookie, kMaxCookie) || !fits(m.err_value, kMaxErrValue))
     return false;
@@ -231,7 +260,8 @@ bool WithinLimits(const Message& m) {
 
 }  // namespace
 
-DecodeResult Decode(std::span<const uint8_t> in, Message* out, size_t* consumed, DecodeError* err) {
+DecodeResult Decode(std::span<const uint8_t> in, Message* out, size_t* consumed, DecodeError* err,
+                    const Bytes* owner) {
   *consumed = 0;
   *err = DecodeError{};
   if (in.size() < kLengthPrefix) return DecodeResult::kNeedMore;
@@ -248,7 +278,7 @@ DecodeResult Decode(std::span<const uint8_t> in, Message* out, size_t* consumed,
   *consumed = kLengthPrefix + static_cast<size_t>(len);
 
   Message m;
-  Parser parser(&m, err);
+  Parser parser(&m, err, owner, in);
   const uint8_t* frame = in.data() + kLengthPrefix;
   if (!parser.Header(frame)) return DecodeResult::kBad;
   const bool has_params = ReadBE(frame + 2, 2) & msg_flags::kParams;
@@ -272,6 +302,7 @@ bool Encode(const Message& m, std::vector<uint8_t>* out) {
   if (m.connect_flags) PutInt(&params, ParamType::kConnectFlags, *m.connect_flags);
   if (m.io_op) PutInt(&params, ParamType::kIoOp, static_cast<uint8_t>(*m.io_op));
   if (m.block_num) PutInt(&params, ParamType::kBlockNum, *m.block_num);
+  if (m.count) PutInt(&params, ParamType::kCount, *m.count);
   if (m.permissions) PutInt(&params, ParamType::kPermissions, static_cast<uint16_t>(*m.permissions));
   if (m.version) PutInt(&params, ParamType::kVersion, *m.version);
   if (m.ttl_ms) PutInt(&params, ParamType::kTtl, *m.ttl_ms);
@@ -290,6 +321,13 @@ bool Encode(const Message& m, std::vector<uint8_t>* out) {
   if (m.verifier) PutBytes(&params, ParamType::kVerifier, *m.verifier);
   if (m.key) PutBytes(&params, ParamType::kKey, *m.key);
   if (m.cookie) PutBytes(&params, ParamType::kCookie, *m.cookie);
+  if (m.versions) {
+    std::vector<uint8_t> vs;
+    vs.reserve(8 * m.versions->size());
+    for (uint64_t v : *m.versions) WriteBE(&vs, v, 8);
+    PutBytes(&params, ParamType::kVersions, vs);
+  }
+  if (m.mask) PutBytes(&params, ParamType::kMask, *m.mask);
   if (m.data) PutBytes(&params, ParamType::kData, *m.data);
 
   uint16_t flags = m.flags;

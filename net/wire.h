@@ -20,12 +20,13 @@ namespace vshare::wire {
 inline constexpr size_t kLengthPrefix = 4;
 inline constexpr size_t kHeaderSize = 28;
 inline constexpr size_t kMaxData = 16u << 20;             // one DATA parameter
-inline constexpr size_t kMaxFrame = kMaxData + (64u << 10);  // after the length prefix
+inline constexpr size_t kMaxFrame = kMaxData + (128u << 10);  // after the length prefix
 inline constexpr size_t kMaxName = 255;
 inline constexpr size_t kMaxBlob = 4096;                  // VERIFIER, KEY, PARENT_LIST
 inline constexpr size_t kMaxCookie = 256;
 inline constexpr size_t kMaxErrValue = 64;
 inline constexpr size_t kMaxParents = 16;
+inline constexpr size_t kMaxRange = 8192;                 // COUNT: blocks in one request
 
 // Why a frame was refused: the ERR_REPLY to send back (STATUS, ERR_PARAM,
 // ERR_VALUE), and a sentence for the log.
@@ -48,7 +49,10 @@ enum class DecodeResult {
               // *consumed == 0: the framing is broken, close the connection
 };
 
-DecodeResult Decode(std::span<const uint8_t> in, Message* out, size_t* consumed, DecodeError* err);
+// When `owner` is given and holds `in`, DATA refers to it instead of being
+// copied (the frame's buffer lives as long as any block cut from it).
+DecodeResult Decode(std::span<const uint8_t> in, Message* out, size_t* consumed, DecodeError* err,
+                    const Bytes* owner = nullptr);
 
 // Appends one frame for `m` to *out. Sets the PARAMS flag when `m` has any
 // parameter. Fields beyond the limits above are the caller's bug: the

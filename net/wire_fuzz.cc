@@ -15,6 +15,14 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     wire::DecodeError err;
     wire::DecodeResult r = wire::Decode(in, &m, &used, &err);
     if (used > in.size()) std::abort();
+    if (r == wire::DecodeResult::kGood) {  // the same frame, decoded without copying DATA
+      const Bytes owned = Bytes::Copy(in.subspan(0, used));
+      Message shared;
+      size_t used_shared = 0;
+      if (wire::Decode(owned.span(), &shared, &used_shared, &err, &owned) != wire::DecodeResult::kGood ||
+          !(shared == m) || used_shared != used)
+        std::abort();
+    }
     if (r == wire::DecodeResult::kGood) {
       std::vector<uint8_t> again;
       if (!wire::Encode(m, &again)) std::abort();
