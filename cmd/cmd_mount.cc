@@ -17,11 +17,10 @@
 #include "core/log.h"
 #include "core/node.h"
 #include "core/size.h"
-#include "core/volume.h"
-#include "net/tree_volume.h"
-#include "core/block_data.h"
 #include "core/replica.h"
+#include "core/volume.h"
 #include "fuse/image_fs.h"
+#include "net/tree_node.h"
 
 namespace po = boost::program_options;
 
@@ -99,6 +98,7 @@ int Mount(const Args& args) {
       ("cache-size", po::value<std::string>()->default_value("128M"), "memory for the block cache, shared among the volumes")
       ("cache-ways", po::value<unsigned>()->default_value(8), "associativity of the cache (blocks per set)")
       ("cache-hash", po::value<std::string>()->default_value("modulo"), "how blocks map to sets: modulo or mix")
+      ("readahead", po::value<std::string>()->default_value("8M"), "most a sequential reader is read ahead of (0: no read-ahead)")
       ("flush-interval", po::value<double>()->default_value(5.0), "seconds between background write-backs (0: only on fsync, flush and unmount)")
       ("threads", po::value<unsigned>()->default_value(16), "maximum FUSE worker threads")
       ("foreground,f", "stay in the foreground and log to stderr")
@@ -127,9 +127,9 @@ int Mount(const Args& args) {
   if (write_mode == "semi-sync" && !child)
     return UsageError(sub, "--write-mode semi-sync needs a parent to hold the second copy (give --parent)");
   const bool sync_writes = write_mode == "sync";
-  const auto tree_mode = sync_writes                ? net::TreeVolume::WriteMode::kSync
-                         : write_mode == "semi-sync" ? net::TreeVolume::WriteMode::kSemiSync
-                                                     : net::TreeVolume::WriteMode::kAsync;
+  const auto volume_mode = sync_writes                ? Volume::WriteMode::kSync
+                           : write_mode == "semi-sync" ? Volume::WriteMode::kSemiSync
+                                                       : Volume::WriteMode::kAsync;
   const double io_timeout = cl.Get<double>("io-timeout");
   if (!(io_timeout >= 0.1) || io_timeout > 3600) return UsageError(sub, "--io-timeout must be from 0.1 to 3600 seconds");
   if (child && !ValidVolumeName(cl.Get<std::string>("volume")))
@@ -210,6 +210,10 @@ int Mount(const Args& args) {
     opts.log_file = abs;
   }
 
+  uint64_t readahead = 0;
+  s = ParseSize(cl.Get<std::string>("readahead"), &readahead);
+  if (!s.ok()) return UsageError(sub, "--readahead: " + s.message());
+
   net::TreeNodeOptions tree_opts;
   if (cl.Has("listen")) tree_opts.listen = cl.Get<std::string>("listen");
   if (child) {
@@ -222,9 +226,7 @@ int Mount(const Args& args) {
     tree_opts.peer = cl.Get<std::string>("peer");
     tree_opts.standby = cl.Has("standby");
   }
-  const bool in_tree = child || cl.Has("listen");
   Node node(!child ? "root" : cl.Has("listen") ? "proxy" : "leaf");
-  std::vector<net::TreeVolume*> tree_volumes;
   node.set_write_mode(write_mode);
   const bool shared_writers = cl.Has("shared-writers");
   // What a child tells its parent in CONNECT.
@@ -232,22 +234,24 @@ int Mount(const Args& args) {
                                : write_mode == "semi-sync" ? 0u
                                                            : connect_flags::kAsyncWrite) |
                               (shared_writers ? connect_flags::kSharedWriters : 0u);
-  auto add_tree_volume = [&](std::unique_ptr<net::TreeVolume> tv) {
-    tv->set_write_mode(tree_mode);
-    tv->set_shared_writers(shared_writers);
-    tree_volumes.push_back(tv.get());
-    node.AddVolume(std::move(tv));
-  };
-
-  if (child) {
-    const std::string name = cl.Get<std::string>("volume");
-    auto data = std::make_unique<MapBlockData>();
+  // Every volume, whatever the node's role, is a Volume over a tree node:
+  // a root's without a parent (and without a listener unless --listen).
+  // The cache budget is for the whole node, split evenly among the volumes.
+  const size_t volume_count = child ? 1 : exports.size();
+  std::vector<std::unique_ptr<net::TreeNode>> trees;
+  auto base_config = [&](const std::string& name) {
     ReplicaConfig cfg = NewReplicaConfig(name);
-    cfg.connect_flags = join_flags;
     cfg.hb_ttl_ms = lease_cfg.hb_ttl_ms;
     cfg.heartbeat_ms = lease_cfg.heartbeat_ms;
-    auto tree = std::make_unique<net::TreeNode>(tree_opts, cfg, data.get());
-    add_tree_volume(std::make_unique<net::TreeVolume>(name, nullptr, std::move(data), std::move(tree)));
+    cfg.cache_bytes = cache_bytes / volume_count;
+    cfg.cache_ways = ways;
+    cfg.cache_hash = hash;
+    return cfg;
+  };
+  if (child) {
+    ReplicaConfig cfg = base_config(cl.Get<std::string>("volume"));
+    cfg.connect_flags = join_flags;
+    trees.push_back(std::make_unique<net::TreeNode>(tree_opts, cfg));
   }
   for (const Export& e : exports) {
     uint32_t bs = kDefaultBlockSize;
@@ -261,84 +265,45 @@ int Mount(const Args& args) {
     if (!s.ok())
       return UsageError(sub, "--cache-size " + cl.Get<std::string>("cache-size") + " is too small for " +
                                  std::to_string(exports.size()) + " volume(s): " + s.message());
-    geo.hash = hash;
-    geo.CapAt(store->block_count());
-    const uint64_t size = store->size();
-    auto volume = std::make_unique<Volume>(e.name, std::move(store), geo);
-    if (!in_tree) {
-      volume->set_sync_writes(sync_writes);
-      node.AddVolume(std::move(volume));
-      continue;
-    }
-    // A root with children: local I/O goes through the protocol too, so its
-    // own writes recall the children's copies.
-    ReplicaConfig cfg = NewReplicaConfig(e.name);
-    cfg.hb_ttl_ms = lease_cfg.hb_ttl_ms;
-    cfg.heartbeat_ms = lease_cfg.heartbeat_ms;
-    cfg.volume_size = size;
+    ReplicaConfig cfg = base_config(e.name);
+    cfg.volume_size = store->size();
     cfg.block_size = bs;
-    cfg.root_sync = [v = volume.get()] { return v->Flush(); };  // a barrier ends here
-    if (!tree_opts.peer.empty()) {
-      // The other root reads the image when it takes over: it must not lag
-      // what this one acknowledged (durability is as without a peer: sync
-      // writes and fsync reach fdatasync). And what this one kept in memory
-      // may be stale when it takes over in turn.
-      volume->set_write_through(true);
-      cfg.root_reload = [v = volume.get()] {
-        if (Status dropped = v->DropCache(); !dropped.ok()) LogError("volume " + v->name() + ": dropping the cache: " + dropped.ToString());
-      };
-    }
-    auto data = std::make_unique<VolumeBlockData>(volume.get());
-    auto tree = std::make_unique<net::TreeNode>(tree_opts, cfg, data.get());
-    add_tree_volume(std::make_unique<net::TreeVolume>(e.name, std::move(volume), std::move(data), std::move(tree)));
+    // The other root reads the image when it takes over: it must not lag
+    // what this one acknowledged.
+    cfg.write_through = !tree_opts.peer.empty();
+    trees.push_back(std::make_unique<net::TreeNode>(tree_opts, cfg, std::move(store)));
   }
-  if (!tree_volumes.empty()) {
-    net::TreeVolume* tv = tree_volumes.front();
-    opts.start = [tv, tree_opts]() -> Status {
-      Status started = tv->Start();
+  // Volumes are made once their tree nodes have started (a child learns the
+  // volume's size and block size by joining), after the fork and before
+  // the FUSE loop serves anything.
+  opts.start = [&node, &trees, tree_opts, volume_mode, shared_writers, readahead]() -> Status {
+    for (auto& tree : trees) {
+      Status started = tree->Start();
       if (!started.ok()) return started;
+      auto volume = std::make_unique<Volume>(tree->volume_name(), tree->table(), tree.get());
+      volume->set_write_mode(volume_mode);
+      volume->set_shared_writers(shared_writers);
+      volume->set_readahead_max(readahead);
       const std::string root = tree_opts.peer.empty() ? "root"
                                : tree_opts.standby ? "standby root (peer " + tree_opts.peer + ")"
                                                    : "root, active once its peer " + tree_opts.peer + " agrees";
-      LogInfo("volume " + tv->name() + ": " + (tree_opts.parent.empty() ? root : "joined below " + tree_opts.parent) +
-              (tree_opts.listen.empty() ? "" : ", serving children on port " + std::to_string(tv->node().port())));
-      return started;
-    };
-    node.SetTreeStats([tv, tree_opts]() {
-      TreeStats t;
-      t.parent = tv->node().parent_address();
-      t.upstream = tv->node().upstream();
-      t.listen_port = tv->node().port();
-      net::TreeNodeCounters c = tv->node().counters();
-      t.children = c.children;
-      t.requests_served = c.requests_served;
-      t.calls_to_parent = c.calls_to_parent;
-      t.calls_to_children = c.calls_to_children;
-      t.local_timeouts = c.local_timeouts;
-      t.child_addresses = tv->node().child_addresses();
-      t.traffic = tv->node().traffic();
-      static const char* kLease[] = {"none", "shared", "exclusive"};
-      t.writer_lease = kLease[static_cast<int>(tv->node().lease())];
-      const LeaseInfo li = tv->node().lease_info();
-      t.lease_valid = li.valid;
-      t.lease_ms_left = li.ms_left;
-      t.ms_since_renewal = li.ms_since_renewal;
-      t.frozen_blocks = li.frozen_blocks;
-      t.failed_children = li.failed_children;
-      t.rejoins = li.rejoins;
-      t.reparents = tv->node().reparents();
-      t.recovered = li.recovered;
-      t.recovery_lost = li.recovery_lost;
-      t.claims_served = li.claims_served;
-      t.revalidated = li.revalidated;
-      t.root_role = tv->node().root_role();
-      if (!t.root_role.empty()) t.root_peer = tree_opts.peer;
-      t.root_lease_ms_left = tv->node().root_lease_ms_left();
-      return t;
-    }, [tv] { tv->node().ResetTraffic(); });
-    if (child) node.SetReparent([tv](const std::string& address) { return tv->node().Reparent(address); });
+      LogInfo("volume " + tree->volume_name() + ": " + (tree_opts.parent.empty() ? root : "joined below " + tree_opts.parent) +
+              (tree_opts.listen.empty() ? "" : ", serving children on port " + std::to_string(tree->port())));
+      node.AddVolume(std::move(volume));
+    }
+    return Status::Ok();
+  };
+  if (child || cl.Has("listen")) {
+    net::TreeNode* tn = trees.front().get();
+    node.SetTreeStats([tn] { return tn->status(); }, [tn] { tn->ResetTraffic(); });
+    if (child) node.SetReparent([tn](const std::string& address) { return tn->Reparent(address); });
   }
-  return ServeMount(node, opts);
+  // (The volumes, in `node`, are destroyed after the trees, but never used
+  // once ServeMount returns.)
+  int mount_rc = ServeMount(node, opts);
+  for (auto& tree : trees) tree->Stop();
+  return mount_rc;
+
 }
 
 }  // namespace vshare::cli

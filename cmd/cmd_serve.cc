@@ -6,8 +6,8 @@
 #include <iostream>
 
 #include "cmd/cli.h"
-#include "core/block_data.h"
 #include "core/daemon.h"
+#include "core/size.h"
 #include "core/log.h"
 #include "net/tree_node.h"
 
@@ -24,6 +24,8 @@ int Serve(const Args& args) {
       ("listen,l", po::value<std::string>(), "HOST:PORT to serve children on (port 0 picks one)")
       ("io-timeout", po::value<double>()->default_value(30), "seconds any wait on the network may take")
       ("flush-interval", po::value<double>()->default_value(5.0), "seconds between sending dirty blocks (recalled from children) to the parent")
+      ("cache-size", po::value<std::string>()->default_value("128M"), "memory for the copies this proxy keeps (what its children hold must fit in it)")
+      ("cache-ways", po::value<unsigned>()->default_value(8), "associativity of the cache (blocks per set)")
       ("foreground,f", "stay in the foreground and log to stderr")
       ("log-file", po::value<std::string>(), "append log lines to this file (default: stderr in the foreground, syslog otherwise)")
       ("port-file", po::value<std::string>(), "write the listening port here once serving (useful with port 0)");
@@ -52,8 +54,11 @@ int Serve(const Args& args) {
   opts.io_timeout = std::chrono::milliseconds(static_cast<int64_t>(io_timeout * 1000));
   ReplicaConfig cfg = NewReplicaConfig(cl.Get<std::string>("volume"));
   if (std::string why; !ApplyLeaseOptions(cl, &cfg, &why)) return UsageError(sub, why);
-  MapBlockData copies;
-  net::TreeNode node(opts, cfg, &copies);
+  if (Status st = ParseSize(cl.Get<std::string>("cache-size"), &cfg.cache_bytes); !st.ok())
+    return UsageError(sub, "--cache-size: " + st.message());
+  cfg.cache_ways = cl.Get<unsigned>("cache-ways");
+  if (cfg.cache_ways == 0 || cfg.cache_ways > 1024) return UsageError(sub, "--cache-ways must be from 1 to 1024");
+  net::TreeNode node(opts, cfg);
 
   // Termination signals are taken by sigwait below, in this thread only.
   sigset_t stop;
@@ -90,14 +95,23 @@ int Serve(const Args& args) {
     timespec wait{static_cast<time_t>(interval), static_cast<long>((interval - static_cast<time_t>(interval)) * 1e9)};
     sig = interval > 0 ? sigtimedwait(&stop, nullptr, &wait) : sigwaitinfo(&stop, nullptr);
     if (sig > 0) break;
+    if (!node.table() || node.table()->DirtyCount() == 0) continue;
     Status st = node.Sync();
     if (!st.ok()) LogWarning("periodic flush to the parent failed: " + st.ToString());
   }
-  LogInfo("signal " + std::to_string(sig) + " received: flushing, then stopping");
+  // Dirty data (recalled from children) goes up before stopping; with none,
+  // there is nothing to wait for, even when the parent is gone.
+  const size_t dirty = node.table() ? node.table()->DirtyCount() : 0;
+  LogInfo("signal " + std::to_string(sig) + " received: " +
+          (dirty ? "flushing " + std::to_string(dirty) + " dirty blocks, then stopping" : std::string("stopping")));
   int rc_stop = 0;
-  if (Status st = node.Sync(); !st.ok()) {
-    LogError("final flush to the parent failed, dirty blocks are lost: " + st.ToString());
-    rc_stop = 1;
+  if (dirty > 0) {
+    if (Status st = node.Sync(); !st.ok()) {
+      const size_t left = node.table()->DirtyCount();
+      LogError("final flush to the parent failed: " + std::to_string(left) + " dirty blocks were not written (" +
+               st.ToString() + ")");
+      rc_stop = left > 0 ? 1 : 0;
+    }
   }
   node.Stop();
   LogInfo("stopped");

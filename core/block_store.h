@@ -5,6 +5,9 @@
 // FileStore (an image file or block device), MemStore (tests). Wrappers that
 // add behaviour (fault injection, encryption) implement the same interface.
 //
+// Stores stack: a wrapper (FaultStore, later encryption or a cache level)
+// implements this interface over another BlockStore.
+//
 // Blocks are numbered from 0. Every block is block_size() bytes, except that
 // the last one may be cut short by the volume's size: reads of the part past
 // size() return zeros and writes to it are dropped, so callers can always
@@ -38,6 +41,21 @@ class BlockStore {
   virtual Status WriteBlock(uint64_t block, std::span<const std::byte> in) = 0;
   // Makes every completed WriteBlock durable.
   virtual Status Sync() = 0;
+
+  // Reads consecutive blocks from `first`, one buffer of block_size() bytes
+  // each; a store may do it in one system call. By default, one by one.
+  virtual Status ReadBlocks(uint64_t first, std::span<const std::span<std::byte>> outs) {
+    for (size_t i = 0; i < outs.size(); ++i)
+      if (Status st = ReadBlock(first + i, outs[i]); !st.ok()) return st;
+    return Status::Ok();
+  }
+  // Writes in.size() / block_size() consecutive whole blocks from `first`.
+  virtual Status WriteBlocks(uint64_t first, std::span<const std::byte> in) {
+    const size_t bs = block_size();
+    for (size_t i = 0; i * bs < in.size(); ++i)
+      if (Status st = WriteBlock(first + i, in.subspan(i * bs, bs)); !st.ok()) return st;
+    return Status::Ok();
+  }
 };
 
 }  // namespace vshare

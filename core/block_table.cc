@@ -1,46 +1,256 @@
 #include "core/block_table.h"
 
+#include <algorithm>
+#include <cstring>
+
 namespace vshare {
 
-std::vector<Action> BlockTable::Apply(uint64_t block, const Event& event) {
-  Shard& shard = shards_[block % kShards];
-  std::lock_guard lock(shard.mu);
-  auto it = shard.entries.find(block);
-  // Writes to untracked blocks stay untracked (see the header).
-  if (it == shard.entries.end() && event.kind == Event::Kind::kWriteDone) return {};
-  const BlockState current = it == shard.entries.end() ? Default() : it->second;
-  Transition t = Step(current, event);
-  if (t.next == Default()) {
-    if (it != shard.entries.end()) shard.entries.erase(it);
-  } else if (it != shard.entries.end()) {
-    it->second = std::move(t.next);
+const char* CacheHashName(CacheHash h) { return h == CacheHash::kModulo ? "modulo" : "mix"; }
+
+Status ParseCacheHash(const std::string& name, CacheHash* out) {
+  if (name == "modulo") *out = CacheHash::kModulo;
+  else if (name == "mix") *out = CacheHash::kMix;
+  else return Status::InvalidArgument("unknown cache hash '" + name + "' (use modulo or mix)");
+  return Status::Ok();
+}
+
+Status CacheGeometry::ForBytes(uint64_t cache_bytes, uint32_t block_size, uint32_t ways, CacheGeometry* out) {
+  if (ways == 0) return Status::InvalidArgument("cache ways must be at least 1");
+  const uint64_t set_bytes = uint64_t{block_size} * ways;
+  if (cache_bytes < set_bytes)
+    return Status::InvalidArgument("cache size " + std::to_string(cache_bytes) + " bytes is smaller than one set (" +
+                                   std::to_string(ways) + " ways of " + std::to_string(block_size) + " bytes)");
+  const uint64_t sets = cache_bytes / set_bytes;
+  if (sets > UINT32_MAX) return Status::InvalidArgument("cache size too large");
+  out->block_size = block_size;
+  out->ways = ways;
+  out->sets = static_cast<uint32_t>(sets);
+  return Status::Ok();
+}
+
+void CacheGeometry::CapAt(uint64_t blocks) {
+  uint64_t need = (blocks + ways - 1) / ways;
+  if (need < 1) need = 1;
+  if (need < sets) sets = static_cast<uint32_t>(need);
+}
+
+BlockTable::BlockTable(const Options& opts)
+    : opts_(opts),
+      slots_(opts.geometry.capacity_blocks()),
+      sets_(new Set[opts.geometry.sets]),
+      dirty_words_((opts.geometry.sets + 63) / 64) {
+  dirty_sets_.reset(new std::atomic<uint64_t>[dirty_words_]);
+  for (size_t i = 0; i < dirty_words_; ++i) dirty_sets_[i].store(0);
+  if (opts_.keep_data) {
+    // Touched now, so page faults (and the kernel's allocations behind them)
+    // happen at start-up rather than on the write path.
+    arena_.reset(new uint8_t[opts_.geometry.capacity_bytes()]);
+    std::memset(arena_.get(), 0, opts_.geometry.capacity_bytes());
+    for (size_t i = 0; i < slots_.size(); ++i) slots_[i].data = arena_.get() + i * opts_.geometry.block_size;
+  }
+}
+
+uint32_t BlockTable::SetOf(uint64_t block) const {
+  uint64_t h = block;
+  if (opts_.geometry.hash == CacheHash::kMix) {  // splitmix64 finaliser
+    h ^= h >> 30;
+    h *= 0xbf58476d1ce4e5b9ULL;
+    h ^= h >> 27;
+    h *= 0x94d049bb133111ebULL;
+    h ^= h >> 31;
+  }
+  return static_cast<uint32_t>(h % opts_.geometry.sets);
+}
+
+BlockTable::Locked::Locked(BlockTable* t, uint32_t index)
+    : table_(t),
+      index_(index),
+      lock_(t->sets_[index].mu),
+      slots_(t->slots_.data() + size_t{index} * t->opts_.geometry.ways, t->opts_.geometry.ways) {}
+
+BlockTable::Slot* BlockTable::Locked::Find(uint64_t block) {
+  for (Slot& s : slots_)
+    if (s.block == block) return &s;
+  return nullptr;
+}
+
+void BlockTable::Locked::Touch(Slot* s) { s->last_use = ++table_->sets_[index_].clock; }
+
+void BlockTable::Locked::MarkDirty(Slot* s) {
+  if (s->dirty) return;
+  s->dirty = true;
+  table_->dirty_.fetch_add(1, std::memory_order_relaxed);
+  if (table_->sets_[index_].dirty++ == 0) table_->SetDirtyBit(index_, true);
+}
+
+void BlockTable::Locked::MarkClean(Slot* s) {
+  if (!s->dirty) return;
+  s->dirty = false;
+  table_->dirty_.fetch_sub(1, std::memory_order_relaxed);
+  if (--table_->sets_[index_].dirty == 0) table_->SetDirtyBit(index_, false);
+}
+
+// Both callers hold the set's lock, so a set's bit always follows its count;
+// the word is shared with other sets, hence the atomic update.
+void BlockTable::SetDirtyBit(uint32_t set, bool on) {
+  const uint64_t bit = uint64_t{1} << (set % 64);
+  if (on) dirty_sets_[set / 64].fetch_or(bit, std::memory_order_relaxed);
+  else dirty_sets_[set / 64].fetch_and(~bit, std::memory_order_relaxed);
+}
+
+Perm BlockTable::HeldOf(const Slot& s) const {
+  if (opts_.is_root) return Perm::kWrite;
+  return s.gen == gen_.load(std::memory_order_acquire) ? s.held : Perm::kNone;
+}
+
+Perm BlockTable::LocalPerm(const Slot& s, int64_t now_ns) const {
+  if (s.busy || s.empty()) return Perm::kNone;
+  if (now_ns < from_ns_.load(std::memory_order_acquire) || now_ns >= until_ns_.load(std::memory_order_acquire))
+    return Perm::kNone;
+  if (!opts_.is_root && now_ns >= s.expiry_ns) return Perm::kNone;
+  const Perm held = HeldOf(s);
+  if (held == Perm::kNone) return Perm::kNone;
+  if (s.holders != 0 && s.child_writes) return Perm::kNone;
+  if (held == Perm::kWrite && s.holders == 0) return Perm::kWrite;
+  return Perm::kRead;
+}
+
+bool BlockTable::ReadHit(uint64_t block, size_t off, std::span<uint8_t> out, int64_t now_ns) {
+  Locked set = Lock(block);
+  Slot* s = set.Find(block);
+  if (!s || !s->valid || LocalPerm(*s, now_ns) < Perm::kRead) return false;
+  if (s->data) std::memcpy(out.data(), s->data + off, out.size());
+  else std::memset(out.data(), 0, out.size());
+  set.Touch(s);
+  if (s->prefetched) {
+    s->prefetched = false;
+    readahead_hits_.fetch_add(1, std::memory_order_relaxed);
+  }
+  hits_.fetch_add(1, std::memory_order_relaxed);
+  return true;
+}
+
+bool BlockTable::WriteHit(uint64_t block, size_t off, std::span<const uint8_t> in, int64_t now_ns) {
+  if (write_through_.load(std::memory_order_relaxed)) return false;
+  const bool whole = off == 0 && in.size() == block_size();
+  Locked set = Lock(block);
+  Slot* s = set.Find(block);
+  if (!s || (!s->valid && !whole) || LocalPerm(*s, now_ns) != Perm::kWrite ||
+      now_ns >= write_until_ns_.load(std::memory_order_acquire))
+    return false;
+  if (s->data) std::memcpy(s->data + off, in.data(), in.size());
+  s->valid = true;
+  s->prefetched = false;
+  s->version = opts_.is_root ? NextVersion() : 0;  // below the root: unknown until it comes down again
+  ++s->writes;
+  set.MarkDirty(s);
+  set.Touch(s);
+  hits_.fetch_add(1, std::memory_order_relaxed);
+  return true;
+}
+
+void BlockTable::SetWindow(int64_t from_ns, int64_t until_ns, int64_t write_until_ns) {
+  from_ns_.store(from_ns, std::memory_order_release);
+  until_ns_.store(until_ns, std::memory_order_release);
+  write_until_ns_.store(write_until_ns, std::memory_order_release);
+}
+
+void BlockTable::SetVersionEpoch(uint64_t epoch) {
+  epoch_.store(epoch, std::memory_order_relaxed);
+  counter_.store(0, std::memory_order_relaxed);
+}
+
+uint64_t BlockTable::NextVersion() {
+  return (epoch_.load(std::memory_order_relaxed) << kVersionCounterBits) |
+         (counter_.fetch_add(1, std::memory_order_relaxed) + 1);
+}
+
+BlockTable::Slot* BlockTable::ChooseVictim(Locked& set, const std::function<bool(uint64_t)>& pinned) {
+  Slot* cheap = nullptr;
+  Slot* costly = nullptr;
+  for (Slot& s : set.slots()) {
+    if (s.empty()) return &s;
+    if (s.busy || pinned(s.block)) continue;
+    Slot*& best = Droppable(s) ? cheap : costly;
+    if (!best || s.last_use < best->last_use) best = &s;
+  }
+  return cheap ? cheap : costly;
+}
+
+void BlockTable::Install(Locked& set, Slot* slot, uint64_t block) {
+  if (!slot->empty()) {
+    if (!Droppable(*slot)) std::abort();  // a caller bug that would lose data or grants
+    evictions_.fetch_add(1, std::memory_order_relaxed);
   } else {
-    shard.entries.emplace(block, std::move(t.next));
+    used_.fetch_add(1, std::memory_order_relaxed);
   }
-  return std::move(t.actions);
+  *slot = Slot{.block = block, .data = slot->data};
+  slot->held = opts_.is_root ? Perm::kWrite : Perm::kNone;
+  slot->gen = gen_.load(std::memory_order_acquire);
+  set.Touch(slot);
+  insertions_.fetch_add(1, std::memory_order_relaxed);
 }
 
-bool BlockTable::GrantLocalFast(uint64_t block, Perm want) const {
-  if (default_held_ < want) return false;
-  const Shard& shard = shards_[block % kShards];
-  std::lock_guard lock(shard.mu);
-  return shard.entries.find(block) == shard.entries.end();
+void BlockTable::Free(Locked&, Slot* slot) {
+  if (slot->empty()) return;
+  if (!Droppable(*slot)) std::abort();
+  *slot = Slot{.data = slot->data};
+  used_.fetch_sub(1, std::memory_order_relaxed);
 }
 
-BlockState BlockTable::Get(uint64_t block) const {
-  const Shard& shard = shards_[block % kShards];
-  std::lock_guard lock(shard.mu);
-  auto it = shard.entries.find(block);
-  return it == shard.entries.end() ? Default() : it->second;
-}
-
-size_t BlockTable::tracked() const {
-  size_t n = 0;
-  for (const Shard& s : shards_) {
-    std::lock_guard lock(s.mu);
-    n += s.entries.size();
+std::vector<uint64_t> BlockTable::DirtyBlocks() {
+  std::vector<uint64_t> out;
+  for (size_t w = 0; w < dirty_words_; ++w) {
+    uint64_t bits = dirty_sets_[w].load(std::memory_order_relaxed);
+    while (bits) {
+      const int b = __builtin_ctzll(bits);
+      bits &= bits - 1;
+      Locked set = LockSet(static_cast<uint32_t>(w * 64 + b));
+      for (const Slot& s : set.slots())
+        if (s.dirty) out.push_back(s.block);
+    }
   }
-  return n;
+  std::sort(out.begin(), out.end());
+  return out;
+}
+
+void BlockTable::ForEach(const std::function<void(Locked&, Slot&)>& fn) {
+  for (uint32_t i = 0; i < opts_.geometry.sets; ++i) {
+    Locked set = LockSet(i);
+    for (Slot& s : set.slots()) fn(set, s);
+  }
+}
+
+bool BlockTable::SweepHolders(uint64_t mask, uint32_t sets, bool start_pass) {
+  const uint32_t total = opts_.geometry.sets;
+  if (start_pass) sweep_done_ = 0;
+  for (uint32_t n = 0; n < sets && sweep_done_ < total; ++n, ++sweep_done_) {
+    Locked set = LockSet(sweep_next_);
+    for (Slot& s : set.slots()) {
+      s.holders &= ~mask;
+      if (s.holders == 0) s.child_writes = false;
+    }
+    sweep_next_ = (sweep_next_ + 1) % total;
+  }
+  return sweep_done_ >= total;
+}
+
+CacheCounters BlockTable::counters() const {
+  CacheCounters c;
+  c.hits = hits_.load(std::memory_order_relaxed);
+  c.misses = misses_.load(std::memory_order_relaxed);
+  c.insertions = insertions_.load(std::memory_order_relaxed);
+  c.evictions = evictions_.load(std::memory_order_relaxed);
+  c.readahead_hits = readahead_hits_.load(std::memory_order_relaxed);
+  c.readahead_blocks = readahead_blocks_.load(std::memory_order_relaxed);
+  c.used_blocks = used_.load(std::memory_order_relaxed);
+  c.dirty_blocks = dirty_.load(std::memory_order_relaxed);
+  return c;
+}
+
+void BlockTable::ResetCounters() {
+  for (auto* c : {&hits_, &misses_, &insertions_, &evictions_, &readahead_hits_, &readahead_blocks_})
+    c->store(0, std::memory_order_relaxed);
 }
 
 }  // namespace vshare

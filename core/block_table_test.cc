@@ -2,44 +2,176 @@
 
 #include <doctest/doctest.h>
 
+#include <cstring>
+#include <thread>
+#include <vector>
+
 using namespace vshare;
 
-TEST_CASE("a root grants local access without tracking anything") {
-  BlockTable t(Perm::kWrite);
-  auto a = t.Apply(5, {Event::Kind::kRequest, kLocal, Perm::kWrite});
-  REQUIRE(a.size() == 1);
-  CHECK(a[0].kind == Action::Kind::kGrant);
-  t.Apply(5, {Event::Kind::kWriteDone, kLocal, Perm::kWrite});
-  CHECK(t.tracked() == 0);
+namespace {
+
+BlockTable::Options Opts(bool root, uint32_t sets = 4, uint32_t ways = 2) {
+  BlockTable::Options o;
+  o.geometry.block_size = 512;
+  o.geometry.sets = sets;
+  o.geometry.ways = ways;
+  o.volume_size = 512 * 1024;
+  o.is_root = root;
+  return o;
 }
 
-TEST_CASE("the local fast path answers only for untracked blocks the default covers") {
-  BlockTable root(Perm::kWrite);
-  CHECK(root.GrantLocalFast(3, Perm::kWrite));
-  root.Apply(3, {Event::Kind::kRequest, 2, Perm::kRead});  // a child now holds READ
-  CHECK_FALSE(root.GrantLocalFast(3, Perm::kRead));       // the slow path decides
-  BlockTable child(Perm::kNone);
-  CHECK_FALSE(child.GrantLocalFast(3, Perm::kRead));
+// Puts `block` in the table with `held` and bytes `fill`, as the engine would.
+BlockTable::Slot* Put(BlockTable& t, uint64_t block, Perm held, uint8_t fill, int64_t expiry = INT64_MAX) {
+  BlockTable::Locked set = t.Lock(block);
+  BlockTable::Slot* s = t.ChooseVictim(set, [](uint64_t) { return false; });
+  REQUIRE(s);
+  t.Install(set, s, block);
+  s->held = held;
+  s->expiry_ns = expiry;
+  s->valid = true;
+  std::memset(s->data, fill, 512);
+  return s;
 }
 
-TEST_CASE("grants to children are tracked, and released entries go away") {
-  BlockTable t(Perm::kWrite);
-  auto a = t.Apply(9, {Event::Kind::kRequest, 3, Perm::kRead});
-  REQUIRE(a.size() == 1);
-  CHECK(a[0] == Action{Action::Kind::kGrant, 3, Perm::kRead});
-  CHECK(t.tracked() == 1);
-  CHECK(t.Get(9).GrantOf(3) == Perm::kRead);
-  CHECK(t.Get(10).GrantOf(3) == Perm::kNone);
-  t.Apply(9, {Event::Kind::kRelease, 3, Perm::kNone});
-  CHECK(t.tracked() == 0);
+}  // namespace
+
+TEST_CASE("the fast path reads only what this node may read, and writes only under WRITE") {
+  BlockTable t(Opts(false));
+  std::vector<uint8_t> buf(512);
+  CHECK_FALSE(t.ReadHit(3, 0, buf, 0));  // not here
+  Put(t, 3, Perm::kRead, 'r', 1000);
+  CHECK(t.ReadHit(3, 0, buf, 10));
+  CHECK(buf[0] == 'r');
+  CHECK_FALSE(t.ReadHit(3, 0, buf, 1000));  // the grant's TTL ran out
+  CHECK_FALSE(t.WriteHit(3, 0, buf, 10));    // READ is not WRITE
+  t.SetWindow(0, 5, 5);
+  CHECK_FALSE(t.ReadHit(3, 0, buf, 10));  // the lease lapsed
+  t.SetWindow(0, INT64_MAX, INT64_MAX);
+  {
+    BlockTable::Locked set = t.Lock(3);
+    set.Find(3)->held = Perm::kWrite;
+  }
+  std::vector<uint8_t> w(100, 'w');
+  CHECK(t.WriteHit(3, 10, w, 10));
+  CHECK(t.DirtyCount() == 1);
+  CHECK(t.DirtyBlocks() == std::vector<uint64_t>{3});
+  CHECK(t.ReadHit(3, 0, buf, 10));
+  CHECK(buf[9] == 'r');
+  CHECK(buf[10] == 'w');
+  // A child holding READ takes local WRITE away, a child's WRITE local READ too.
+  {
+    BlockTable::Locked set = t.Lock(3);
+    set.Find(3)->holders = 1;
+  }
+  CHECK(t.ReadHit(3, 0, buf, 10));
+  CHECK_FALSE(t.WriteHit(3, 0, w, 10));
+  {
+    BlockTable::Locked set = t.Lock(3);
+    set.Find(3)->child_writes = true;
+  }
+  CHECK_FALSE(t.ReadHit(3, 0, buf, 10));
+  // A new generation (a rejoin) voids every permission at once.
+  {
+    BlockTable::Locked set = t.Lock(3);
+    set.Find(3)->holders = 0;
+    set.Find(3)->child_writes = false;
+  }
+  CHECK(t.ReadHit(3, 0, buf, 10));
+  t.NewGeneration();
+  CHECK_FALSE(t.ReadHit(3, 0, buf, 10));
 }
 
-TEST_CASE("a non-root node asks its parent before granting") {
-  BlockTable t(Perm::kNone);
-  auto a = t.Apply(1, {Event::Kind::kRequest, kLocal, Perm::kRead});
-  REQUIRE(a.size() == 1);
-  CHECK(a[0].kind == Action::Kind::kAskParent);
-  t.Apply(1, {Event::Kind::kParentGrant, kLocal, Perm::kRead});
-  a = t.Apply(1, {Event::Kind::kRequest, kLocal, Perm::kRead});
-  CHECK(a[0].kind == Action::Kind::kGrant);
+TEST_CASE("writes: a whole block needs no bytes first, part of one does; the root names each write anew") {
+  BlockTable t(Opts(true));
+  t.SetVersionEpoch(5);
+  BlockTable::Slot* s = Put(t, 8, Perm::kWrite, 0);
+  {
+    BlockTable::Locked set = t.Lock(8);
+    s->valid = false;
+  }
+  std::vector<uint8_t> part(10, 'p'), whole(512, 'x');
+  CHECK_FALSE(t.WriteHit(8, 0, part, 0));
+  CHECK(t.WriteHit(8, 0, whole, 0));
+  uint64_t v1;
+  {
+    BlockTable::Locked set = t.Lock(8);
+    v1 = s->version;
+  }
+  CHECK((v1 >> BlockTable::kVersionCounterBits) == 5);
+  CHECK(t.WriteHit(8, 0, part, 0));
+  BlockTable::Locked set = t.Lock(8);
+  CHECK(s->version != v1);
+  CHECK(s->writes == 2);
+}
+
+TEST_CASE("victims: empty first, then droppable by age; pinned and busy slots are never chosen") {
+  BlockTable t(Opts(false, 1, 3));
+  Put(t, 0, Perm::kRead, 0);
+  Put(t, 1, Perm::kRead, 1);
+  BlockTable::Slot* third = Put(t, 2, Perm::kRead, 2);
+  std::vector<uint8_t> buf(512);
+  CHECK(t.ReadHit(0, 0, buf, 0));  // 0 is now the most recent, 1 the oldest
+  BlockTable::Locked set = t.LockSet(0);
+  set.Find(1)->dirty = true;  // not droppable: costs a write-back
+  CHECK(t.ChooseVictim(set, [](uint64_t) { return false; })->block == 2);
+  CHECK(t.ChooseVictim(set, [](uint64_t b) { return b == 2; })->block == 0);
+  third->busy = true;
+  CHECK(t.ChooseVictim(set, [](uint64_t b) { return b == 0; })->block == 1);  // only the costly one is left
+  CHECK(t.ChooseVictim(set, [](uint64_t b) { return b != 2; }) == nullptr);
+}
+
+TEST_CASE("the dirty index finds dirty blocks without a pass over clean sets, in block order") {
+  BlockTable t(Opts(false, 64, 2));
+  for (uint64_t b : {70, 3, 130}) {
+    BlockTable::Slot* s = Put(t, b, Perm::kWrite, 1);
+    BlockTable::Locked set = t.Lock(b);
+    set.MarkDirty(s);
+  }
+  CHECK(t.DirtyBlocks() == std::vector<uint64_t>{3, 70, 130});
+  {
+    BlockTable::Locked set = t.Lock(70);
+    set.MarkCleanIf(set.Find(70), 0);
+    set.MarkCleanIf(set.Find(3 + 64 + 3), 0);  // (not there: nothing happens)
+  }
+  CHECK(t.DirtyBlocks() == std::vector<uint64_t>{3, 130});
+  CHECK(t.counters().dirty_blocks == 2);
+}
+
+TEST_CASE("holder bits of retired children are swept a few sets at a time") {
+  BlockTable t(Opts(false, 8, 1));
+  for (uint64_t b = 0; b < 8; ++b) {
+    BlockTable::Slot* s = Put(t, b, Perm::kRead, 0);
+    BlockTable::Locked set = t.Lock(b);
+    s->holders = 0b101;
+  }
+  CHECK_FALSE(t.SweepHolders(0b100, 5, true));
+  CHECK(t.SweepHolders(0b100, 5, false));
+  for (uint64_t b = 0; b < 8; ++b) {
+    BlockTable::Locked set = t.Lock(b);
+    CHECK(set.Find(b)->holders == 0b001);
+  }
+}
+
+TEST_CASE("many threads hitting the fast path while the engine takes WRITE away never see a torn block") {
+  BlockTable t(Opts(false, 1, 1));
+  Put(t, 0, Perm::kWrite, 'a');
+  std::atomic<bool> stop{false};
+  std::atomic<int> torn{0};
+  std::vector<std::thread> readers;
+  for (int i = 0; i < 3; ++i)
+    readers.emplace_back([&] {
+      std::vector<uint8_t> buf(512);
+      while (!stop)
+        if (t.ReadHit(0, 0, buf, 0) && std::memcmp(buf.data(), buf.data() + 256, 256) != 0) ++torn;
+    });
+  std::vector<uint8_t> w(512);
+  for (int i = 0; i < 2000; ++i) {
+    std::memset(w.data(), 'a' + i % 26, 512);
+    t.WriteHit(0, 0, w, 0);
+    BlockTable::Locked set = t.Lock(0);  // the engine: a child now holds READ
+    set.Find(0)->holders = i % 2;
+  }
+  stop = true;
+  for (auto& r : readers) r.join();
+  CHECK(torn == 0);
 }

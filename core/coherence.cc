@@ -13,52 +13,50 @@ const char* PermName(Perm p) {
   return "?";
 }
 
-Perm BlockState::GrantOf(LinkId child) const {
-  for (const Grant& g : grants)
-    if (g.child == child) return g.perm;
-  return Perm::kNone;
+Perm BlockState::GrantOf(ChildIndex child) const {
+  if (child < 0 || !(holders >> child & 1)) return Perm::kNone;
+  return child_writes ? Perm::kWrite : Perm::kRead;
 }
 
 namespace {
 
-void SetGrant(BlockState* s, LinkId child, Perm perm) {
-  auto it = std::find_if(s->grants.begin(), s->grants.end(),
-                         [&](const Grant& g) { return g.child == child; });
+void SetGrant(BlockState* s, ChildIndex child, Perm perm) {
+  const uint64_t bit = uint64_t{1} << child;
   if (perm == Perm::kNone) {
-    if (it != s->grants.end()) s->grants.erase(it);
-  } else if (it != s->grants.end()) {
-    it->perm = perm;
+    s->holders &= ~bit;
+  } else if (perm == Perm::kWrite) {
+    s->holders = bit;  // OnRequest has recalled everyone else first
+    s->child_writes = true;
+    return;
   } else {
-    s->grants.push_back({child, perm});
+    s->holders |= bit;
   }
+  s->child_writes = s->child_writes && s->holders != 0 && perm != Perm::kRead;
 }
 
-// A request for `want` by `link` conflicts with another child's grant when
+// A request for `want` by `child` conflicts with another child's grant when
 // either side is a writer. Conflicting holders are brought down to the most
 // they may keep: READ beside a reader, nothing beside a writer.
-Transition OnRequest(const BlockState& s, LinkId link, Perm want) {
+Transition OnRequest(const BlockState& s, ChildIndex child, Perm want) {
   Transition t{s, {}};
-  if (s.frozen) {
-    t.actions.push_back({Action::Kind::kRefuse, link, want});
-    return t;
-  }
   if (s.held < want) {
-    t.actions.push_back({Action::Kind::kAskParent, link, want});
+    t.actions.push_back({Action::Kind::kAskParent, child, want});
     return t;
   }
-  const Perm keep = (want == Perm::kWrite) ? Perm::kNone : Perm::kRead;
-  for (const Grant& g : s.grants) {
-    if (g.child == link) continue;
-    if (g.perm > keep) t.actions.push_back({Action::Kind::kInvalidate, g.child, keep});
+  const Perm keep = want == Perm::kWrite ? Perm::kNone : Perm::kRead;
+  for (uint64_t bits = s.holders; bits; bits &= bits - 1) {
+    const ChildIndex other = __builtin_ctzll(bits);
+    if (other == child) continue;
+    if (s.GrantOf(other) > keep) t.actions.push_back({Action::Kind::kInvalidate, other, keep});
   }
   // Local access at this node also conflicts with a child's WRITE: the local
   // copy is stale while a child may write.
   if (!t.actions.empty()) {
-    t.actions.push_back({Action::Kind::kWait, link, want});
+    t.actions.push_back({Action::Kind::kWait, child, want});
     return t;
   }
-  if (link != kLocal) SetGrant(&t.next, link, std::max(want, s.GrantOf(link)));
-  t.actions.push_back({Action::Kind::kGrant, link, want});
+  if (child != kLocalIndex) SetGrant(&t.next, child, std::max(want, s.GrantOf(child)));
+  t.actions.push_back({Action::Kind::kGrant, child, want});
   return t;
 }
 
@@ -67,11 +65,22 @@ Transition OnRequest(const BlockState& s, LinkId link, Perm want) {
 Transition Step(const BlockState& state, const Event& e) {
   switch (e.kind) {
     case Event::Kind::kRequest:
-      return OnRequest(state, e.link, e.perm);
+      return OnRequest(state, e.child, e.perm);
     case Event::Kind::kRelease:
     case Event::Kind::kInvalidateAck: {
       Transition t{state, {}};
-      if (e.link != kLocal) SetGrant(&t.next, e.link, std::min(e.perm, state.GrantOf(e.link)));
+      if (e.child != kLocalIndex) {
+        const Perm now = state.GrantOf(e.child);
+        if (now != Perm::kNone) SetGrant(&t.next, e.child, std::min(e.perm, now));
+      }
+      return t;
+    }
+    case Event::Kind::kRecoverClaim: {
+      Transition t{state, {}};
+      if (e.child != kLocalIndex) {
+        t.next.holders |= uint64_t{1} << e.child;
+        t.next.child_writes = true;
+      }
       return t;
     }
     case Event::Kind::kParentGrant: {
@@ -79,18 +88,13 @@ Transition Step(const BlockState& state, const Event& e) {
       t.next.held = std::max(state.held, e.perm);
       return t;
     }
-    case Event::Kind::kWriteDone: {
-      Transition t{state, {}};
-      ++t.next.version;
-      return t;
-    }
   }
   return {state, {}};
 }
 
 std::string ToString(const Action& a) {
-  static const char* kNames[] = {"grant", "invalidate", "ask-parent", "wait", "refuse"};
-  return std::string(kNames[static_cast<int>(a.kind)]) + "(link " + std::to_string(a.link) + ", " +
+  static const char* kNames[] = {"grant", "invalidate", "ask-parent", "wait"};
+  return std::string(kNames[static_cast<int>(a.kind)]) + "(child " + std::to_string(a.child) + ", " +
          PermName(a.perm) + ")";
 }
 

@@ -3,15 +3,16 @@
 //
 // A node holds a permission on each block from its parent (the root holds
 // WRITE on every block: its store is authoritative and never invalidated) and
-// tracks the permission it has granted to each child. The invariant kept is
-// the one in doc/architecture.md: for each block, either one holder of WRITE
-// and no other valid copy, or any number of READ holders; and a node's own
-// permission always covers what it has granted below it.
+// records what it has granted to its children, one bit per child. The
+// invariant kept is the one in doc/architecture.md: for each block, either one
+// holder of WRITE and no other valid copy, or any number of READ holders; and
+// a node's own permission always covers what it has granted below it.
 //
 // Step() never blocks and never does I/O. It returns the next state and the
-// actions the caller must carry out (send INVALIDATEs, ask the parent, grant,
-// refuse). When a request must wait for invalidations, the caller re-submits
-// it after the acknowledgements have been applied with further Step() calls.
+// actions the caller must carry out (send INVALIDATEs, ask the parent, grant).
+// When a request must wait for invalidations, the caller submits it again
+// after the acknowledgements have been applied with further Step() calls.
+// Step() is the only code that changes a block's grants.
 #pragma once
 
 #include <cstdint>
@@ -29,45 +30,46 @@ const char* PermName(Perm p);
 using LinkId = uint32_t;
 inline constexpr LinkId kLocal = 0;
 
-struct Grant {
-  LinkId child;
-  Perm perm;
-  bool operator==(const Grant&) const = default;
-};
+// A child as the block table knows it: a bit position, 0 to 63.
+using ChildIndex = int;
+inline constexpr ChildIndex kLocalIndex = -1;
 
 struct BlockState {
   Perm held = Perm::kNone;    // what this node holds from its parent
-  uint64_t version = 0;       // bumped by every write that completes here
-  bool frozen = false;        // IN_RECOVERY: a failed child's grants are held
-  std::vector<Grant> grants;  // children with permission other than kNone
+  uint64_t version = 0;       // names the bytes (doc/protocol.md, VERSION)
+  uint64_t holders = 0;       // bit i: child i holds a grant
+  bool child_writes = false;  // the single holder holds WRITE
 
-  Perm GrantOf(LinkId child) const;
+  Perm GrantOf(ChildIndex child) const;
+  int HolderCount() const { return __builtin_popcountll(holders); }
   bool operator==(const BlockState&) const = default;
 };
 
 struct Event {
   enum class Kind {
-    kRequest,        // `link` wants `perm` (READ or WRITE; kLocal for local I/O)
-    kRelease,        // child `link` now holds only `perm` (LOCK/FLUSH giving back)
-    kInvalidateAck,  // child `link` acknowledged an INVALIDATE; it now holds `perm`
+    kRequest,        // `child` wants `perm` (READ or WRITE; kLocalIndex for local I/O)
+    kRelease,        // child `child` now holds only `perm` (LOCK/FLUSH giving back)
+    kInvalidateAck,  // child `child` acknowledged an INVALIDATE; it now holds `perm`
     kParentGrant,    // the parent granted this node `perm`
-    kWriteDone,      // a write by `link` was applied here
+    // A child that lost its parent claims back WRITE on bytes only it may
+    // hold (RECOVER): it holds WRITE from now on. A failed child's grant it
+    // held through stays beside it until that child is released.
+    kRecoverClaim,
   };
   Kind kind;
-  LinkId link = kLocal;
+  ChildIndex child = kLocalIndex;
   Perm perm = Perm::kNone;
 };
 
 struct Action {
   enum class Kind {
-    kGrant,       // the request may proceed with `perm` for `link`
-    kInvalidate,  // send INVALIDATE to child `link`, down to `perm`
+    kGrant,       // the request may proceed with `perm` for `child`
+    kInvalidate,  // send INVALIDATE to child `child`, down to `perm`
     kAskParent,   // ask the parent for `perm` first
-    kWait,        // invalidations are in flight: re-submit after their acks
-    kRefuse,      // block frozen: answer IN_RECOVERY
+    kWait,        // invalidations are in flight: submit again after their acks
   };
   Kind kind;
-  LinkId link = kLocal;
+  ChildIndex child = kLocalIndex;
   Perm perm = Perm::kNone;
   bool operator==(const Action&) const = default;
 };

@@ -1,5 +1,11 @@
 #include "core/file_store.h"
 
+#include <limits.h>
+#include <sys/uio.h>
+
+#include <algorithm>
+#include <vector>
+
 #include <fcntl.h>
 #include <linux/fs.h>
 #include <sys/ioctl.h>
@@ -67,11 +73,36 @@ Status FileStore::ReadBlock(uint64_t block, std::span<std::byte> out) {
 }
 
 Status FileStore::WriteBlock(uint64_t block, std::span<const std::byte> in) {
-  if (read_only_) return Status::PermissionDenied("image " + path_ + " is read-only");
   if (in.size() != block_size_) return Status::InvalidArgument("WriteBlock: buffer is not one block");
-  uint64_t off = block * block_size_;
-  if (off >= size_) return Status::OutOfRange("block " + std::to_string(block) + " is past the end");
-  size_t want = static_cast<size_t>(std::min<uint64_t>(block_size_, size_ - off));
+  return WriteBlocks(block, in);
+}
+
+Status FileStore::ReadBlocks(uint64_t first, std::span<const std::span<std::byte>> outs) {
+  if (outs.empty()) return Status::Ok();
+  if (first + outs.size() > block_count()) return Status::OutOfRange("blocks past the end");
+  std::vector<iovec> iov(std::min<size_t>(outs.size(), IOV_MAX));
+  for (size_t i = 0; i < iov.size(); ++i) {
+    if (outs[i].size() != block_size_) return Status::InvalidArgument("ReadBlocks: a buffer is not one block");
+    iov[i] = {outs[i].data(), outs[i].size()};
+  }
+  ssize_t n;
+  do {
+    n = ::preadv(fd_, iov.data(), static_cast<int>(iov.size()), static_cast<off_t>(first * block_size_));
+  } while (n < 0 && errno == EINTR);
+  if (n < 0) return Status::FromErrno(errno, "read of " + path_);
+  // Whole blocks read in one go; the rest (a short read: the end of the
+  // file, or more buffers than one call takes) one by one.
+  for (size_t i = static_cast<size_t>(n) / block_size_; i < outs.size(); ++i)
+    if (Status st = ReadBlock(first + i, outs[i]); !st.ok()) return st;
+  return Status::Ok();
+}
+
+Status FileStore::WriteBlocks(uint64_t first, std::span<const std::byte> in) {
+  if (read_only_) return Status::PermissionDenied("image " + path_ + " is read-only");
+  if (in.size() % block_size_ != 0) return Status::InvalidArgument("WriteBlocks: not whole blocks");
+  const uint64_t off = first * block_size_;
+  if (first + in.size() / block_size_ > block_count()) return Status::OutOfRange("blocks past the end");
+  const size_t want = static_cast<size_t>(std::min<uint64_t>(in.size(), size_ - off));
   size_t done = 0;
   while (done < want) {
     ssize_t n = ::pwrite(fd_, in.data() + done, want - done, static_cast<off_t>(off + done));

@@ -23,6 +23,9 @@ class FileStore final : public BlockStore {
   Status ReadBlock(uint64_t block, std::span<std::byte> out) override;
   Status WriteBlock(uint64_t block, std::span<const std::byte> in) override;
   Status Sync() override;
+  // One preadv / pwrite for the whole run.
+  Status ReadBlocks(uint64_t first, std::span<const std::span<std::byte>> outs) override;
+  Status WriteBlocks(uint64_t first, std::span<const std::byte> in) override;
 
   const std::string& path() const { return path_; }
 

@@ -1,36 +1,39 @@
 // Replica: one node's part in sharing one volume, as a pure state machine.
 //
 // A Replica knows only its parent (through calls it makes) and its children
-// (by LinkId). Events come in through the On*() methods and StartLocal();
-// what the node must do comes out of TakeOutbox() (messages) and
-// TakeLocalDone() (completed local operations). It never blocks, sleeps,
-// reads a clock or touches a socket: time arrives with each event. The
-// network adapter (net/) and the simulation in tests deliver the same events.
+// (by LinkId). Events come in through the On*() methods and the local API;
+// what the node must do comes out of TakeEffects() (core/effects.h). It
+// never blocks, sleeps, reads a clock or touches a socket: time arrives with
+// each event. The network adapter (net/) and the simulation in tests
+// deliver the same events and carry out the same effects.
 //
-// Protocol behaviour (doc/protocol.md, doc/architecture.md):
-//  - CONNECT: a node that does not serve the volume yet connects upward
-//    first; each node gives its children its own volume ID and maps it back
-//    to its parent's ID on every request it forwards.
-//  - Requests for a block are served in arrival order, one at a time. A
-//    request first obtains this node's own permission from the parent, then
-//    invalidates conflicting children and waits for their replies, then is
-//    granted. An INVALIDATE from the parent is never queued behind them: it
-//    recalls the children's grants and answers as soon as they have.
-//  - GET and LOCK grant READ or WRITE; a proxy keeps a copy of what passes
-//    through. PUT writes through to the root and leaves the writer no
-//    permission. FLUSH sends a WRITE holder's data up to the root and gives
-//    back what the writer no longer needs.
-//  - TTL: a node's grant expires at (request sent + TTL granted); it grants
-//    its children the time it has left, so a child's grant always expires
-//    first. A block whose grant expired is asked for again, with its
-//    version: the bytes come again only if they changed.
+// The node's copies and its knowledge of every block live in its
+// BlockTable (core/block_table.h), bounded by the cache size: the root's
+// made at once, a child's when joining tells it the volume's geometry. The
+// fast path (core/volume.h) serves local hits from the table on other
+// threads; the Replica handles everything else.
+//
+// Where each mechanism lives:
+//   replica.cc        entry points, effects, messages, answers to our calls
+//   join.cc           CONNECT, both ways, and the volume-ID remap
+//   block_queue.cc    per-block queues, room in the table, store I/O
+//   grant.cc          GET and LOCK: obtaining and granting permission
+//   put.cc, flush.cc  PUT; FLUSH, FORWARD (semi-sync) and DropAll
+//   evict.cc          making room: what must happen before a slot is reused
+//   recall.cc         INVALIDATE and PUSH from the parent
+//   leases.cc         heartbeats, the children's leases, failed children
+//   recovery.cc       parent loss, rejoin, RECOVER (both ways), takeover
+//   writer_lock.cc    the volume-wide writer lease
+//   sync_barrier.cc   fsync: the barrier through the tree
+//   range_adapter.cc  ranges on the wire, blocks in here
+//   coherence.cc      Step(): the only writer of grants
 //
 // Not thread-safe: drive one Replica from one thread or strand.
 #pragma once
 
 #include <chrono>
-#include <deque>
 #include <functional>
+#include <memory>
 #include <optional>
 #include <string>
 #include <unordered_map>
@@ -38,14 +41,20 @@
 #include <utility>
 #include <vector>
 
-#include "core/block_data.h"
+#include "core/block_table.h"
+#include "core/child_leases.h"
+#include "core/child_registry.h"
 #include "core/coherence.h"
+#include "core/effects.h"
+#include "core/jobs.h"
 #include "core/message.h"
+#include "core/parent_lease.h"
+#include "core/range_adapter.h"
 #include "core/status.h"
+#include "core/sync_barrier.h"
+#include "core/writer_lock.h"
 
 namespace vshare {
-
-using Time = std::chrono::steady_clock::time_point;
 
 struct ReplicaConfig {
   std::string volume_name;
@@ -67,57 +76,39 @@ struct ReplicaConfig {
   // SHARED_WRITERS. A parent treats every write request of a child that
   // asked for SYNC_WRITE as FORCE_SYNC.
   uint32_t connect_flags = connect_flags::kAsyncWrite;
-  // The root only: makes everything written to its store durable. A sync
-  // barrier that reaches the root calls it before answering.
-  std::function<Status()> root_sync;
-  // The root only: forgets whatever the node kept of its store in memory,
-  // so that the next read sees the image. Called when it takes the volume
-  // over from another root.
-  std::function<void()> root_reload;
   // The root only: the high bits of every version it gives out (0: a random
-  // one). Versions name a block's bytes across the whole tree; a node that
-  // keeps a copy through a lease lapse or a move asks with its version and
-  // is not sent the bytes again when they are unchanged.
+  // one). Versions name a block's bytes across the whole tree.
   uint32_t version_epoch = 0;
-};
-
-// One message the node must send. A kCall expects a reply, to be delivered
-// with OnReply(call_id, ...); a kSend is a reply or a notification.
-struct Outgoing {
-  enum class Kind { kCall, kSend };
-  Kind kind = Kind::kSend;
-  bool to_parent = false;
-  LinkId child = 0;    // the destination when !to_parent
-  uint64_t call_id = 0;
-  Message msg;
-  // A kCall that must fail by then if unanswered; 0: the transport's
-  // default (io_timeout).
-  std::chrono::milliseconds timeout{0};
+  // The block table: its size, shape and hash. Capped at the volume's size.
+  uint64_t cache_bytes = 128u << 20;
+  uint32_t cache_ways = 8;
+  CacheHash cache_hash = CacheHash::kModulo;
+  bool keep_data = true;  // false: a table without bytes (large simulations)
+  // The root with a peer root: every write reaches the store before it is
+  // answered, so that the other root, taking over, reads what was written.
+  bool write_through = false;
 };
 
 // The global lease and failures, for stats and status.
-struct LeaseInfo {
+struct ReplicaStats {
   bool valid = false;             // copies from the parent may be used (always on the root)
   int64_t ms_left = 0;            // until the lease lapses (0 when it has)
   int64_t ms_since_renewal = -1;  // since the last renewal was sent; -1: never
-  uint64_t frozen_blocks = 0;     // blocks a failed child's grants hold up
+  uint64_t frozen_blocks = 0;     // grants failed children still hold
   uint64_t failed_children = 0;   // children declared failed, ever
   uint64_t rejoins = 0;           // times this node joined its parent again
   uint64_t recovered = 0;         // blocks it claimed back with RECOVER and kept
   uint64_t recovery_lost = 0;     // blocks it claimed back in vain (logged: writes lost)
   uint64_t claims_served = 0;     // RECOVERs it took from children
   uint64_t revalidated = 0;       // copies kept by version, without their bytes sent again
+  uint64_t grants = 0;            // blocks its children hold, counted per child
+  uint64_t children = 0;          // joined children
 };
 
-struct LocalDone {
-  uint64_t op = 0;
-  Status status;
-  std::vector<uint8_t> data;  // ReadLocal: the block as of the grant
-};
-
-class Replica {
+class Replica final : private WriterLock::Host, private SyncBarrier::Host {
  public:
-  Replica(ReplicaConfig cfg, BlockData* data);
+  explicit Replica(ReplicaConfig cfg);
+  ~Replica() override;
 
   // Joins the tree: a non-root node sends CONNECT to its parent. Requests
   // made before the reply wait for it.
@@ -127,32 +118,38 @@ class Replica {
   void OnChildMessage(LinkId child, const Message& m, Time now);
   // A request or notification from the parent: INVALIDATE, PUSH.
   void OnParentMessage(const Message& m, Time now);
-  // The outcome of an earlier kCall: a reply, or a failure (timeout, closed).
+  // The outcome of an earlier kCall: a reply (or one part of a range
+  // reply), or a failure (timeout, closed).
   void OnReply(uint64_t call_id, const Status& st, const Message& reply, Time now);
+  // A StoreOp finished.
+  void OnStoreDone(uint64_t id, const Status& st, Time now);
 
-  // Local access (the FUSE image). Each returns an operation id; completion
-  // comes out of TakeLocalDone(). The data of a read is copied, and a write
-  // applied, at the instant the permission is granted, inside the Replica:
-  // nothing queued behind the operation can slip in between.
+  // ---- Local access (the image file) ----
+  // Each returns an operation id; completion comes out of TakeEffects().
+  // A read's bytes are copied, and a write applied, at the instant the
+  // permission is granted: nothing queued behind the operation can slip in
+  // between. (Hits never come here: Volume serves them from the table.)
   //
-  // Obtain `want` on `block`, with no data moved.
+  // Obtain `want` on `block`, with the bytes here, and move no data.
   uint64_t StartLocal(uint64_t block, Perm want, Time now);
   // Read the block (READ permission).
   uint64_t ReadLocal(uint64_t block, Time now);
+  // Read-ahead: make the block readable here; nobody waits for it.
+  void PrefetchLocal(uint64_t block, Time now);
   // Write `data` at `offset` within the block (WRITE permission). The block
-  // becomes dirty here (write-back) unless this node is the root.
-  uint64_t WriteLocal(uint64_t block, size_t offset, std::vector<uint8_t> data, Time now);
+  // becomes dirty here (write-back). A write of the whole block does not
+  // fetch the old bytes.
+  uint64_t WriteLocal(uint64_t block, size_t offset, Bytes data, Time now);
   // Write `data` through to the root (a PUT), keeping no permission.
-  uint64_t PutLocal(uint64_t block, std::vector<uint8_t> data, Time now);
+  uint64_t PutLocal(uint64_t block, Bytes data, Time now);
   // A sync barrier: every block held dirty here goes to the parent, then the
-  // barrier goes up too, and it completes when the root has synced its
-  // store (root_sync). Data a recall moved into an ancestor is covered:
-  // this is what fsync on a node means. On the wire: a FLUSH without
-  // BLOCK_NUM.
+  // barrier goes up too, and it completes when the root has made its store
+  // durable. On the wire: a FLUSH without BLOCK_NUM.
   uint64_t SyncLocal(Time now);
-  // Send the block's data to the root, keeping `keep` (Example Four). Done
-  // at once when this node holds nothing dirty for the block.
-  uint64_t FlushLocal(uint64_t block, Perm keep, Time now);
+  // Send the block's data to the root, keeping `keep` (Example Four). With
+  // `durable` (a sync write), the root answers once its store has it for
+  // good. Done at once when this node holds nothing dirty for the block.
+  uint64_t FlushLocal(uint64_t block, Perm keep, Time now, bool durable = false);
   // Semi-sync: send the block's data to the parent only (FORWARD with
   // DATA), keeping WRITE. It completes when the parent holds the bytes;
   // from then on this node is responsible for them being in two places
@@ -162,30 +159,28 @@ class Replica {
   // (FLUSH keeping nothing, Example Four); one whose bytes only the parent
   // has (ForwardLocal) is first passed a level further up (FORWARD without
   // DATA); then each copy is dropped and its permission returned (LOCK
-  // NO_PERMS). What the cache-drop control command does on a child.
+  // NO_PERMS). What the cache-drop control command does on a child; on the
+  // root it writes back and empties the cache.
   uint64_t DropAllLocal(Time now);
-  // The writer lease: a volume-wide LOCK on a dataless resource (an
-  // IO_REQUEST LOCK without BLOCK_NUM), taken through the tree to the root.
-  // Exclusive (WRITE) excludes every other node; shared (READ) only an
-  // exclusive holder. Opens on this node are counted: they never conflict
-  // with each other (one host, one kernel). Fails with kBusy when another
-  // node holds an incompatible lease.
+  // The writer lease: exclusive (WRITE) excludes every other node; shared
+  // (READ) only an exclusive holder. Fails with kBusy when another node
+  // holds an incompatible lease. Release always succeeds locally.
   uint64_t AcquireLeaseLocal(bool shared, Time now);
-  // Undoes one AcquireLeaseLocal; the lease is given back upward once
-  // nothing on this node or below it needs it. Always succeeds locally.
   uint64_t ReleaseLeaseLocal(bool shared, Time now);
-  // The lease this node holds for itself and its subtree: kNone, kRead
-  // (shared) or kWrite (exclusive).
-  Perm lease() const;
+  // The lease this node holds for its own opens: kNone, kRead, kWrite.
+  Perm lease() const { return writer_lock_.held_locally(); }
+  // The caller gave up waiting for `op` (its deadline passed). What it asked
+  // for takes no effect if it has not already: a write is not applied, a
+  // writer lease granted later is given back. Nothing more is reported.
+  void CancelLocal(uint64_t op, Time now);
 
-  // A child's link closed. Unless it said DISCONNECT, the child has failed:
-  // see ChildFailed.
+  // ---- Membership and time ----
+  // A child's link closed. Unless it said DISCONNECT, the child has failed.
   void OnChildGone(LinkId child, Time now);
-
   // Time passes: a child sends HEARTBEAT when one is due; a parent declares
   // failed the children whose lease has lapsed, and releases the grants of
   // failed children whose lease (plus the margin) has ended. Call it often
-  // (every 100 ms or so); nothing times out without it.
+  // (every 50 to 100 ms); nothing times out without it.
   void Tick(Time now);
   // The link to the parent is gone. Copies stay usable until the lease
   // lapses; requests that need the parent wait.
@@ -199,285 +194,291 @@ class Replica {
   void Rejoin(Time now);
   // Leaving on purpose (unmount, stop): tells the parent with DISCONNECT, so
   // it releases this node's grants at once instead of waiting out the
-  // lease. Not sent while children hold grants (their copies outlive us
-  // until their leases lapse); then it completes at once.
+  // lease. Not sent while children hold grants; then it completes at once.
   uint64_t LeaveLocal(Time now);
   // The root only, with a peer root (core/root_role.h): it serves until
-  // `until` (Time::max() by default; Time{}: not at all). Requests that
-  // arrive meanwhile are answered IN_RECOVERY; local ones wait. Nothing is
-  // written to the store after `until`.
+  // `until` (Time::max() by default; Time{}: not at all).
   void SetAuthority(Time until, Time now);
-  // The root only: it has just taken the volume over from a failed peer,
-  // which knew the grants; this one does not. For a grace period (a lease
-  // and the margin) every RECOVER claim is taken on trust (one WRITE holder
-  // per block existed under the old root, so honest claims never clash) and
-  // every other request waits. Children of an earlier term are let go, and
-  // the store is read afresh (root_reload).
+  // The root only: it has just taken the volume over from a failed peer.
+  // For a grace period (a lease and the margin) every RECOVER claim is taken
+  // on trust and every other request waits. Children of an earlier term are
+  // let go, and the store is read afresh.
   void TakeOver(Time now);
-  // Children declared failed since the last call: the caller closes their
-  // links.
-  std::vector<LinkId> TakeFailedChildren();
-  LeaseInfo lease_info(Time now) const;
+
+  Effects TakeEffects();
+
+  // ---- What the node knows ----
+  bool connected() const { return connected_; }
+  bool connecting() const { return connecting_; }
+  // Why the last attempt to join failed (empty while none has); and the
+  // status the parent refused it with, if it answered.
+  const std::string& connect_error() const { return connect_error_; }
+  std::optional<WireStatus> connect_refusal() const { return connect_refusal_; }
+  uint32_t parent_volume_id() const { return parent_volume_id_; }
+  // The block table, once the volume's geometry is known (always at the
+  // root; below it, after the first join). Safe to use from other threads
+  // for the fast path once published.
+  BlockTable* table() const { return table_.get(); }
+  // The state of a block as the engine sees it (permission with its TTL
+  // applied at `now` in HeldAt).
+  BlockState StateOf(uint64_t block) const;
+  Perm HeldAt(uint64_t block, Time now) const;
+  Perm GrantOf(uint64_t block, LinkId child) const;
+  bool IsDirty(uint64_t block) const;
+  // The bytes of this node's copy, if it has one.
+  std::optional<Bytes> CopyOf(uint64_t block) const;
+  size_t copies() const;  // resident blocks with bytes
+  const ReplicaConfig& config() const { return cfg_; }
+  uint32_t hb_ttl_ms() const { return hb_ttl_ms_; }
+  uint32_t heartbeat_ms() const;
+  uint32_t margin_ms() const;
+  ReplicaStats stats(Time now) const;
   // The parent's address as this node dialed it (HOST:PORT): passed down in
   // PARENT_LIST so that children know where to go when this node fails.
   void SetParentAddress(std::string address) { parent_address_ = std::move(address); }
-  // The parent's own ancestors, nearest first (from its CONNECT answer):
-  // where to turn when the parent fails. Empty below a root.
+  // The parent's own ancestors, nearest first (from its CONNECT answer).
   const std::vector<std::string>& upstream() const { return upstream_; }
-  // True once after HEARTBEATs went unanswered three times in a row: the
-  // caller should drop the link and look for another parent.
-  bool TakeParentFailed() { return std::exchange(parent_failed_, false); }
-
-  std::vector<Outgoing> TakeOutbox();
-  std::vector<LocalDone> TakeLocalDone();
-
-  bool connected() const { return connected_; }
-  bool connecting() const { return connecting_; }
-  // Why the last attempt to join failed (empty while none has).
-  const std::string& connect_error() const { return connect_error_; }
-  uint32_t parent_volume_id() const { return parent_volume_id_; }
-  BlockState StateOf(uint64_t block) const;
-  // The permission this node may use on `block` at `now` (TTL applied).
-  Perm HeldAt(uint64_t block, Time now) const { return Held(block, now); }
-  const ReplicaConfig& config() const { return cfg_; }
-  // The HEARTBEAT period, and the margin added to a lease before another
-  // node acts on its end (the configured values, or their defaults).
-  uint32_t heartbeat_ms() const;
-  uint32_t margin_ms() const;
 
  private:
-  enum class LocalKind { kNone, kRead, kWrite, kForward, kDrop, kRecover };
-  struct Job {
-    LinkId from = kLocal;
-    LocalKind local = LocalKind::kNone;
-    size_t offset = 0;  // WriteLocal: where in the block
-    uint64_t reply_xid = 0;  // the child's request XID
-    uint64_t local_op = 0;   // the local operation id
-    IoOp op = IoOp::kGet;
-    Perm want = Perm::kRead;
-    Perm keep = Perm::kNone;  // FLUSH: what the sender keeps
-    bool forward = false;     // a child's FORWARD (with DATA: store it; without: pass ours up)
-    std::optional<Bytes> data;
-    uint16_t flags = 0;
-    uint8_t hops = 0;
-    Originator originator{};
-    int stage = 0;                          // PUT and FLUSH: how far they got
-    Time sent{};                            // when the upstream request left
-    std::optional<Message> upstream_reply;  // the parent's answer to it
-    Time give_up{};                         // RECOVER: when to stop asking
-    uint64_t version = 0;                   // a child's GET: the version of the copy it kept
-    bool resend = false;                    // FLUSH: send the upstream request again
-  };
-  struct Recall {  // an INVALIDATE from the parent being served
-    uint64_t reply_xid = 0;
-    Perm to = Perm::kNone;
-    std::vector<LinkId> recalled;  // children sent INVALIDATE for it
-    bool invalidated_children = false;
-  };
-  struct BlockRun {
-    std::deque<Job> jobs;
-    int acks = 0;               // INVALIDATEs to children in flight
-    bool waiting_parent = false;
-    std::optional<Recall> recall;
-    Time retry_at{};  // after IN_RECOVERY from the parent: ask again then
-  };
-  struct LeaseJob {  // acquires (want READ/WRITE) or gives back (want NONE)
-    LinkId from = kLocal;
-    uint64_t reply_xid = 0;
-    uint64_t local_op = 0;
-    Perm want = Perm::kNone;
-    bool shared = false;  // a local release: which count it undoes
-    uint8_t hops = 0;
-    Originator originator{};
-    Perm asked = Perm::kNone;  // what went up to the parent
-    bool reacquire = false;    // after a rejoin: ask the parent again, holders unchanged
-    // After a rejoin (RECOVERY_OP): the lease of a failed child is the one
-    // being claimed back, so it is no conflict.
-    bool recovery = false;
-  };
-  enum class CallKind { kConnect, kUpstream, kInvalidate, kSync, kLease, kHeartbeat, kLeave };
+  enum class CallKind { kConnect, kUpstream, kInvalidate, kSync, kLease, kHeartbeat, kLeave, kRelease };
   struct Call {
     CallKind kind;
     uint64_t block = 0;
     LinkId child = 0;
     Perm to = Perm::kNone;  // kInvalidate: the target permission
     Time sent{};
-    uint64_t sync = 0;      // kSync: which barrier; kLeave: the local operation
+    uint64_t tag = 0;       // kSync: the barrier; kLeave: the local operation
     uint64_t version = 0;   // kUpstream GET: the version of the copy kept here
-  };
-  struct SyncOp {  // a barrier: this node's flushes, then the parent's barrier
-    LinkId from = kLocal;
-    uint64_t reply_xid = 0;
-    uint64_t local_op = 0;
-    size_t pending = 0;  // block flushes still running
-    Status error;
-    bool sent_up = false;
-    bool drop = false;  // DropAllLocal: no barrier goes up at the end
-    std::vector<uint64_t> forwarded;  // forwarded_ when it began: at the root once it succeeds
-    Time retry_at{};  // sent_up failed in transport: send it again then
   };
   struct PendingConnect {
     LinkId child;
     uint64_t xid;
   };
+  // Store I/O in flight: what waits for it.
+  struct StoreWait {
+    enum class Kind {
+      kFill,   // blocks read into their slots
+      kWrite,  // blocks written back (their slots' write counts then in `writes`)
+      kSync,   // the store synced
+    } kind;
+    uint64_t first = 0;
+    uint32_t count = 1;
+    std::vector<uint32_t> writes;
+    uint64_t sequence = 0;  // the durability sequence it belongs to (0: none)
+  };
+  // Writes, then a sync: for a barrier at the root, or a job whose bytes
+  // must be durable before it goes on.
+  struct Durability {
+    size_t writes = 0;  // still running
+    bool synced = false;
+    Status error;
+    uint64_t barrier = 0;  // for a barrier, or
+    uint64_t block = 0;    // for the head job of this block
+    bool sync = true;      // false: written is enough (write-through)
+  };
 
-  // Joins upward, for `originator` (ourselves, or the child whose CONNECT
-  // made us need the volume) with `hops` left.
-  void ConnectUpward(const Originator& originator, uint8_t hops);
+  // ---- replica.cc ----
   void HandleChildMessage(LinkId child, const Message& m, Time now);
   void HandleParentMessage(const Message& m, Time now);
   void HandleReply(uint64_t call_id, const Status& st, const Message& reply, Time now);
-  void HandleConnect(LinkId child, const Message& m, Time now);
-  void HandleIo(LinkId child, const Message& m, Time now);
-  void ReplyConnect(LinkId child, uint64_t xid);
-  void Enqueue(uint64_t block, Job job, Time now);
-  void Pump(uint64_t block, Time now);
-  bool Advance(uint64_t block, Job& j, Time now);  // true when the job is finished
-  bool AdvancePut(uint64_t block, Job& j, Time now);
-  bool AdvanceFlush(uint64_t block, Job& j, Time now);
-  bool AdvanceForward(uint64_t block, Job& j, Time now);  // ForwardLocal
-  bool AdvanceDrop(uint64_t block, Job& j, Time now);     // one block of DropAllLocal
-  bool AdvanceRecover(uint64_t block, Job& j, Time now);  // after a rejoin
-  void ServeRecover(uint64_t block, const Job& j, Time now);  // a child's RECOVER
-  bool StoreForwarded(uint64_t block, Job& j, Time now);  // a child's FORWARD with DATA
-  void HandleForward(LinkId child, const Message& m, Time now);
-  // At the root, for a FORCE_SYNC request: makes the store durable. False
-  // (and `j` failed) when that fails.
-  bool SyncIfForced(uint64_t block, const Job& j);
-  // Sends `j`'s request for `block` to the parent and parks the queue
-  // until the answer (kept in j.upstream_reply).
-  void CallUpstream(uint64_t block, Job& j, Message up, Time now);
-  void Restage(Job& j);
-  void ServeRecall(uint64_t block, Time now);
-  void AskParent(uint64_t block, const Job& j, Time now);
-  void Invalidate(uint64_t block, LinkId child, Perm to, Time now);
-  uint64_t LeaseLocal(Perm want, bool shared);
-  void PumpLease();
-  // ---- Leases and failures ----
-  // The HB_TTL to give a child now: our own lease's remainder at most.
-  uint32_t HbTtlFor(Time now) const;
-  // Copies may be used and requests served: below the root, while the
-  // lease from the parent holds; at the root, while it has authority and
-  // no takeover grace is running.
-  bool LeaseValid(Time now) const {
-    return cfg_.is_root ? now < authority_until_ && now >= claims_until_ : now < lease_until_;
-  }
-  // At the root: may it act at all (renew leases, take claims, write)?
-  bool HasAuthority(Time now) const { return !cfg_.is_root || now < authority_until_; }
-  void SendHeartbeat(Time now);
-  // A call to the parent with no parameters (HEARTBEAT, DISCONNECT).
-  void CallParentBare(Opcode op, Call c, std::chrono::milliseconds timeout);
-  void Renewed(Time sent, uint32_t hb_ttl_ms, Time now);
-  // A child stops being served: its writer lease goes back, and its grants
-  // are held (blocking conflicting requests) until its lease has surely
-  // lapsed, then released.
-  void ChildFailed(LinkId child, Time now, const std::string& why);
-  void ReleaseChild(LinkId child);
-  // A failed child still holds a grant on `block` that conflicts with
-  // `want` (for anyone but `except`).
-  bool BlockedByFailed(uint64_t block, Perm want, LinkId except) const;
-  void ResetAfterRejoin(Time now);
-  void PumpAll(Time now);
-  // Whether `job` can be granted here: no holder other than the requester
-  // conflicts with it.
-  bool LeaseConflicts(const LeaseJob& job) const;
-  // The lease this subtree needs: the strongest held by a local open or a
-  // child.
-  Perm LeaseNeeded() const;
-  void FinishLease(const LeaseJob& job, const Status& st, WireStatus wire);
-  void StartSync(LinkId from, uint64_t reply_xid, uint64_t local_op, Time now, bool drop = false);
-  void SyncProgress(uint64_t id, Time now);
-  void RunSyncProgress(Time now);
-  uint64_t FlushLocalAs(uint64_t op, uint64_t block, Perm keep, Time now);
-  void FinishSync(uint64_t id, Status st);
-  // Every local completion goes through here: those of a barrier's own
-  // flushes count down the barrier instead of going out.
-  void CompleteLocal(uint64_t op, Status st, std::vector<uint8_t> data = {});
+  void AfterEvent();
   void Finish(const Job& j, const Message& reply);
   void Fail(const Job& j, WireStatus st, const std::string& why);
+  void CompleteLocalOp(uint64_t op, Status st, Bytes data = {});
   void SendToChild(LinkId child, Message m);
   void SendToParent(Message m);
-  uint64_t CallParent(Message m, Call c);
+  uint64_t CallParent(Message m, Call c, std::chrono::milliseconds timeout = {});
   Message ReplyFor(uint64_t xid) const;
   // An IO_REQUEST to the parent on behalf of `j`: volume ID mapped back,
   // FORCE_SYNC kept, one hop spent, the originator kept.
   Message Upstream(const Job& j, IoOp op, uint64_t block, Perm perm) const;
   static Message ErrorReply(uint64_t xid, WireStatus st, std::optional<ParamType> param = std::nullopt);
-  BlockState& State(uint64_t block);
-  // The block's bytes changed here: at the root a new version; below it
-  // the version is unknown (0) until the bytes come from above again.
-  void Changed(BlockState& st);
-  Perm Held(uint64_t block, Time now) const;
-  uint32_t TtlLeft(uint64_t block, Time now) const;
-  uint64_t block_count() const { return (cfg_.volume_size + cfg_.block_size - 1) / cfg_.block_size; }
+  Job LocalJob(uint64_t op) const;
 
-  ReplicaConfig cfg_;
-  BlockData* data_;
+  // ---- join.cc ----
+  void HandleConnect(LinkId child, const Message& m, Time now);
+  void ConnectUpward(const Originator& originator, uint8_t hops);
+  void ReplyConnect(LinkId child, uint64_t xid);
+  void Joined(const Call& call, const Status& st, const Message& reply, Time now);
+  bool MakeTable(uint64_t volume_size, uint32_t block_size);
+
+  // ---- block_queue.cc ----
+  void Enqueue(uint64_t block, Job job, Time now);
+  void Pump(uint64_t block, Time now);
+  void PumpAll(Time now);
+  bool Advance(uint64_t block, Job& j, Time now);  // true when the job is finished
+  // Room for `block` in the table; false (and the run waits) when there is
+  // none yet.
+  bool EnsureSlot(uint64_t block, Time now);
+  // A slot for `block` at once, if one is free or holds a copy that can be
+  // dropped on the spot; else false, and *costly names the block whose
+  // eviction would make room (if any may be evicted).
+  bool InstallNow(uint64_t block, Time now, uint64_t* costly = nullptr);
+  void WakeSet(uint32_t set, Time now);
+  // A block with work queued or under way keeps its slot.
+  bool Pinned(uint64_t block) const { return runs_.count(block) > 0; }
+  void Restage(Job& j);
+  void CallUpstream(uint64_t block, Job& j, Message up, Time now);
+  void StoreRequest(StoreOp::Kind kind, uint64_t block, StoreWait wait, Bytes data = {});
+  // The root: read the block from the store into its slot; its queue waits.
+  void FillFromStore(uint64_t block);
+  // The root: write the blocks' dirty bytes to the store (and, with a
+  // sequence, sync once all are written). Returns the writes issued.
+  size_t WriteBack(const std::vector<uint64_t>& blocks, uint64_t sequence);
+  // The root: `blocks` reach the store (durably, with `sync`), then the
+  // barrier completes or the block's head job goes on (Job::durable set).
+  void StartDurability(const std::vector<uint64_t>& blocks, uint64_t barrier, uint64_t for_block, bool sync = true);
+  void FinishDurability(uint64_t sequence);
+  void StoreDone(uint64_t id, const Status& st, Time now);
+
+  // ---- grant.cc ----
+  bool AdvanceGrant(uint64_t block, Job& j, GrantJob& g, Time now);
+  bool AdvanceRelease(uint64_t block, Job& j, Time now);
+  void AskParent(uint64_t block, Job& j, const GrantJob& g, Time now);
+  void Invalidate(uint64_t block, LinkId child, Perm to, Time now);
+  void UpstreamReply(uint64_t block, Job& j, const Call& call, const Status& st, const Message& reply, Time now);
+  bool BlockedByFailed(uint64_t block, Perm want, LinkId except) const;
+
+  // ---- put.cc, flush.cc, forward.cc, drop.cc ----
+  bool AdvancePut(uint64_t block, Job& j, PutJob& p, Time now);
+  bool AdvanceFlush(uint64_t block, Job& j, FlushJob& f, Time now);
+  bool AdvanceStoreForward(uint64_t block, Job& j, StoreForwardJob& s, Time now);
+  bool AdvanceForward(uint64_t block, Job& j, ForwardJob& f, Time now);
+  bool AdvanceDrop(uint64_t block, Job& j, DropJob& d, Time now);
+  void HandleForward(LinkId child, const Message& m, Time now);
+  // At the root, for a FORCE_SYNC request: the job's bytes reach the store
+  // durably first. False while that is under way (the job waits); a failure
+  // fails the job.
+  bool DurableIfForced(uint64_t block, Job& j);
+
+  // ---- evict.cc ----
+  bool AdvanceEvict(uint64_t block, Job& j, EvictJob& e, Time now);
+  void StartEvict(uint64_t block, Time now);
+
+  // ---- recall.cc ----
+  void ServeRecall(uint64_t block, Time now);
+  void HandlePush(const Message& m, Time now);
+
+  // ---- leases.cc ----
+  uint32_t HbTtlFor(Time now) const;
+  bool LeaseValid(Time now) const {
+    return cfg_.is_root ? now < authority_until_ && now >= claims_until_ : parent_lease_.Valid(now);
+  }
+  bool HasAuthority(Time now) const { return !cfg_.is_root || now < authority_until_; }
+  void SendHeartbeat(Time now);
+  void HeartbeatAnswered(const Status& st, const Message& reply, Time now);
+  void ChildFailed(LinkId child, Time now, const std::string& why);
+  void ReleaseChild(LinkId child);
+  void PublishWindow();
+
+  // ---- recovery.cc ----
+  void ResetAfterRejoin(Time now);
+  bool AdvanceRecover(uint64_t block, Job& j, RecoverJob& r, Time now);
+  void ServeRecover(uint64_t block, const Job& j, const Bytes& data, Time now);
+  void ClaimSettled(uint64_t block, bool kept, const std::string& why);
+
+  // ---- The block table, as the engine uses it ----
+  // The state of `block` with stale children masked off.
+  BlockState Load(const BlockTable::Slot& s) const;
+  // Writes `st` (permission, version, grants) into the block's slot, which
+  // must exist, counting the grant change.
+  void Store(uint64_t block, const BlockState& st);
+  void SetExpiry(uint64_t block, Time until);
+  Time ExpiryOf(uint64_t block) const;
+  uint32_t TtlLeft(uint64_t block, Time now) const;
+  bool HasCopy(uint64_t block) const;
+  bool GetCopy(uint64_t block, Bytes* out) const;
+  // The bytes of a slot, copied, with its write count then (under its set's
+  // lock, which the caller holds).
+  Bytes CopyBytes(const BlockTable::Slot& s) const;
+  // Keeps `data` as the block's bytes (dirty: newer than the parent's).
+  void PutCopy(uint64_t block, const Bytes& data, bool dirty);
+  void MarkClean(uint64_t block);
+  // Forgets the bytes and the permission; the slot stays while a run needs
+  // it, and is freed when it is droppable.
+  void DropCopy(uint64_t block);
+  void Changed(uint64_t block);  // the bytes changed here: a new version
+  void SetForwarded(uint64_t block, bool on);
+  bool Forwarded(uint64_t block) const { return forwarded_.count(block) > 0; }
+  Perm Held(uint64_t block, Time now) const;
+  uint64_t block_count() const { return table_ ? table_->block_count() : 0; }
+  uint32_t block_size() const { return table_ ? table_->block_size() : cfg_.block_size; }
+
+  // ---- WriterLock::Host and SyncBarrier::Host ----
+  Time Now() const override { return now_; }
+  bool IsRoot() const override { return cfg_.is_root; }
+  bool HasAuthority() const override { return HasAuthority(now_); }
+  bool CanAskParent() const override { return connected_; }
+  bool ChildFailed(LinkId child) const override { return child_leases_.IsFailed(child); }
+  bool ChildJoined(LinkId child) const override { return children_.Joined(child); }
+  void AskParentForLease(Perm target, uint8_t hops, const Originator& originator, bool recovery) override;
+  void AnswerChild(LinkId child, Message reply) override { SendToChild(child, std::move(reply)); }
+  void RefuseChild(LinkId child, uint64_t xid, WireStatus st) override { SendToChild(child, ErrorReply(xid, st)); }
+  void CompleteLocal(uint64_t op, Status st) override { CompleteLocalOp(op, std::move(st)); }
+  uint32_t volume_id() const override { return cfg_.volume_id; }
+  const std::string& volume_name() const override { return cfg_.volume_name; }
+  uint64_t NewLocalOp() override { return next_local_++; }
+  std::vector<uint64_t> DirtyBlocks() override;
+  std::vector<uint64_t> HeldBlocks() override;
+  std::vector<uint64_t> ForwardedBlocks() override { return {forwarded_.begin(), forwarded_.end()}; }
+  void ForgetForwarded(const std::vector<uint64_t>& blocks) override;
+  void FlushBlock(uint64_t op, uint64_t block) override;
+  void DropBlock(uint64_t op, uint64_t block) override;
+  void FlushRoot(uint64_t barrier) override;
+  void SendUp(uint64_t barrier) override;
+  void AnswerChild(LinkId child, uint64_t xid) override { SendToChild(child, ReplyFor(xid)); }
+
+  const ReplicaConfig cfg_;
+  std::unique_ptr<BlockTable> table_;
+  Time now_{};
+  Effects effects_;
+  RangeAdapter ranges_;
+  WriterLock writer_lock_;
+  SyncBarrier sync_;
+  ParentLease parent_lease_;
+  ChildLeases child_leases_;
+  ChildRegistry children_;
+
+  // Joining.
   bool connected_;
   bool connecting_ = false;
+  bool rejoining_ = false;
   std::string connect_error_;
+  std::optional<WireStatus> connect_refusal_;
   uint32_t parent_volume_id_ = 0;
+  uint32_t hb_ttl_ms_;  // the lease this node gives: the configured one, cut to its parent's
   std::vector<PendingConnect> waiting_connects_;
-  std::unordered_map<uint64_t, BlockState> states_;
-  std::unordered_map<uint64_t, Time> expiry_;  // of this node's own grant, per block
-  // Blocks whose latest bytes this node sent to its parent alone (semi-sync)
-  // and must pass further up before dropping its copy.
-  std::unordered_set<uint64_t> forwarded_;
-  std::unordered_map<LinkId, uint32_t> child_flags_;  // CONNECT_FLAGS each child asked for
+  std::string parent_address_;
+  std::vector<std::string> upstream_;
+
+  // Blocks.
   std::unordered_map<uint64_t, BlockRun> runs_;
+  std::unordered_map<uint32_t, std::vector<uint64_t>> set_waiters_;  // set -> blocks waiting for room
+  std::unordered_map<uint64_t, uint64_t> local_ops_;  // local op -> its block (for CancelLocal)
+  // Blocks whose latest bytes this node sent to its parent alone (semi-sync)
+  // and must pass further up before dropping its copy. Each is in the table.
+  std::unordered_set<uint64_t> forwarded_;
   std::unordered_map<uint64_t, Call> calls_;
   uint64_t next_call_ = 1;
   uint64_t next_local_ = 1;
-  std::unordered_map<uint64_t, SyncOp> syncs_;
-  std::unordered_map<uint64_t, uint64_t> sync_flushes_;  // local op -> barrier
-  uint64_t next_sync_ = 1;
-  std::vector<uint64_t> pending_sync_progress_;  // barriers whose flushes all ended
-  // The writer lease (one per volume).
-  std::deque<LeaseJob> lease_jobs_;
-  bool lease_waiting_parent_ = false;
-  Time lease_retry_at_{};  // a request lost with the link goes again then
-  int lease_local_exclusive_ = 0;  // opens on this node holding it
-  int lease_local_shared_ = 0;
-  std::unordered_map<LinkId, Perm> lease_children_;
-  Perm lease_held_ = Perm::kNone;  // from the parent (the root's is implicit)
-  // Leases (child side): copies are usable only before lease_until_.
-  Time now_{};  // of the event being handled
-  Time lease_until_{};
-  Time next_heartbeat_{};
-  Time last_renewal_{};
-  bool heartbeat_in_flight_ = false;
-  bool ever_renewed_ = false;
-  bool rejoining_ = false;
+  std::unordered_map<uint64_t, StoreWait> store_waits_;
+  std::unordered_map<uint64_t, Durability> durability_;
+  uint64_t next_store_ = 1;
+  std::vector<uint64_t> wake_;  // blocks to pump once the current event is done
+  uint64_t revalidated_ = 0;
+
+  // Recovery (after a rejoin).
   uint64_t rejoins_ = 0;
   uint64_t recovered_ = 0, recovery_lost_ = 0, claims_served_ = 0;
-  // The claims of the latest rejoin, summed up in one log line when settled.
-  size_t claims_pending_ = 0, claims_kept_ = 0;
-  std::vector<uint64_t> claims_lost_;  // the first few
+  size_t claims_pending_ = 0, claims_kept_ = 0;  // of the latest rejoin, summed up once settled
+  std::vector<uint64_t> claims_lost_;            // the first few
   uint64_t recovery_lost_at_rejoin_ = 0;
-  bool writes_lost_ = false;  // reported once, by the next local sync barrier
   std::string last_claim_loss_;
-  void ClaimSettled(uint64_t block, bool kept, const std::string& why);
-  int heartbeat_failures_ = 0;  // in a row
-  bool parent_failed_ = false;
-  std::string parent_address_;
-  std::vector<std::string> upstream_;
-  // Versions (root): epoch in the high bits, a counter below.
-  static constexpr int kVersionCounterBits = 40;
-  uint64_t version_epoch_;
-  uint64_t version_counter_ = 0;
-  uint64_t revalidated_ = 0;
-  // The root's authority, and the grace after a takeover (SetAuthority,
-  // TakeOver).
+
+  // The root's authority and takeover grace, and its versions.
   Time authority_until_ = Time::max();
   Time claims_until_{};
-  // Leases (parent side).
-  std::unordered_map<LinkId, Time> child_lease_end_;  // as granted to each live child
-  std::unordered_map<LinkId, Time> failed_;           // failed children: when their grants go
-  std::vector<LinkId> failed_to_close_;
-  std::unordered_set<LinkId> departed_;  // said DISCONNECT: their link's close is no failure
-  uint64_t failed_children_ = 0;
-  std::vector<Outgoing> outbox_;
-  std::vector<LocalDone> local_done_;
+  uint64_t version_epoch_;
 };
 
 }  // namespace vshare

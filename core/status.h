@@ -39,6 +39,7 @@ class Status {
   static Status PermissionDenied(std::string msg) { return {Code::kPermissionDenied, std::move(msg)}; }
   static Status Unsupported(std::string msg) { return {Code::kUnsupported, std::move(msg)}; }
   static Status TimedOut(std::string msg) { return {Code::kTimedOut, std::move(msg)}; }
+  static Status WithCode(Code c, std::string msg) { return {c, std::move(msg)}; }
 
   // Builds a Status from an errno value; `what` names the failed operation.
   static Status FromErrno(int err, std::string_view what);

@@ -1,5 +1,7 @@
 #include "core/traffic.h"
 
+#include "core/request_check.h"
+
 namespace vshare {
 
 namespace {
@@ -12,11 +14,11 @@ bool IsRequest(const Message& m) { return m.opcode != Opcode::kOkReply && m.opco
 
 std::string RequestKind(const Message& m) {
   if (m.opcode != Opcode::kIoRequest || !m.io_op) return OpcodeName(m.opcode);
-  if (!m.block_num && !m.data) {
-    if (*m.io_op == IoOp::kFlush) return "SYNC";
-    if (*m.io_op == IoOp::kLock) return "LEASE";
+  switch (Classify(m)) {
+    case RequestClass::kBarrier: return "SYNC";
+    case RequestClass::kWriterLease: return "LEASE";
+    default: return IoOpName(*m.io_op);
   }
-  return IoOpName(*m.io_op);
 }
 
 void TrafficCounters::FromParent(const Message& m) {
@@ -30,13 +32,21 @@ void TrafficCounters::FromParent(const Message& m) {
 void TrafficCounters::ToParent(const Message& m) {
   std::lock_guard lock(mu_);
   s_.bytes_to_parent += DataBytes(m);
-  if (IsRequest(m)) ++s_.sent[RequestKind(m)];
+  if (IsRequest(m)) {
+    const std::string kind = RequestKind(m);
+    ++s_.sent[kind];
+    if (m.block_num) s_.sent_blocks[kind] += m.blocks();
+  }
 }
 
 void TrafficCounters::FromChild(const Message& m) {
   std::lock_guard lock(mu_);
   s_.bytes_from_children += DataBytes(m);
-  if (IsRequest(m)) ++s_.served[RequestKind(m)];
+  if (IsRequest(m)) {
+    const std::string kind = RequestKind(m);
+    ++s_.served[kind];
+    if (m.block_num) s_.served_blocks[kind] += m.blocks();
+  }
 }
 
 void TrafficCounters::ToChild(const Message& m) {

@@ -20,6 +20,9 @@ namespace vshare {
 struct TrafficSnapshot {
   std::map<std::string, uint64_t> sent;    // requests to the parent, by kind
   std::map<std::string, uint64_t> served;  // requests from children, by kind
+  // The blocks those requests were about (a range request counts COUNT).
+  std::map<std::string, uint64_t> sent_blocks;
+  std::map<std::string, uint64_t> served_blocks;
   uint64_t invalidations_sent = 0;         // to children
   uint64_t invalidations_received = 0;     // from the parent
   uint64_t pushes_received = 0;

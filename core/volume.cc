@@ -1,211 +1,231 @@
 #include "core/volume.h"
 
 #include <algorithm>
-#include <cstring>
+#include <thread>
+#include <vector>
+
+#include "core/log.h"
 
 namespace vshare {
 
 namespace {
 
-void StoreMax(std::atomic<uint64_t>& target, uint64_t v) {
-  uint64_t cur = target.load(std::memory_order_relaxed);
-  while (v > cur && !target.compare_exchange_weak(cur, v, std::memory_order_relaxed)) {
-  }
+int64_t NowNs() {
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now().time_since_epoch())
+      .count();
 }
+
+// Up to this many blocks' operations live on the stack; a larger request
+// (beyond max_write) allocates.
+constexpr size_t kInlineOps = 256;
+
+struct OpList {
+  ControlPath::BlockOp inline_ops[kInlineOps];
+  std::vector<ControlPath::BlockOp> more;
+  size_t n = 0;
+  void Add(const ControlPath::BlockOp& op) {
+    if (n < kInlineOps) {
+      inline_ops[n++] = op;
+      return;
+    }
+    if (more.empty()) more.assign(inline_ops, inline_ops + kInlineOps);
+    more.push_back(op);
+    ++n;
+  }
+  std::span<ControlPath::BlockOp> span() { return more.empty() ? std::span(inline_ops, n) : std::span(more); }
+};
 
 }  // namespace
 
-Volume::Volume(std::string name, std::unique_ptr<BlockStore> store, const CacheGeometry& geometry)
-    : name_(std::move(name)),
-      store_(std::move(store)),
-      cache_(geometry),
-      // This node is the root: its store is the authoritative copy, so it
-      // holds WRITE on every block.
-      table_(Perm::kWrite) {}
-
-Status Volume::Permit(uint64_t block, Perm want) {
-  if (table_.GrantLocalFast(block, want)) return Status::Ok();
-  std::vector<Action> actions = table_.Apply(block, Event{Event::Kind::kRequest, kLocal, want});
-  if (actions.size() == 1 && actions[0].kind == Action::Kind::kGrant) return Status::Ok();
-  // Only a root without children exists so far; anything else here means a
-  // grant we cannot honour locally.
-  return Status::Busy("block " + std::to_string(block) + " of " + name_ + " is not available here (" +
-                      ToString(actions.front()) + ")");
+Volume::Volume(std::string name, BlockTable* table, ControlPath* control)
+    : name_(std::move(name)), table_(table), control_(control) {
+  readahead_max_ = std::min<uint64_t>(readahead_max_, table_->geometry().capacity_bytes() / 4);
 }
 
-Status Volume::WriteBack(BlockCache::LockedSet& set, BlockCache::Slot* slot) {
-  Status st = store_->WriteBlock(slot->block, slot->bytes(block_size()));
-  if (!st.ok()) return st;
-  ++store_writes_;
-  set.MarkClean(slot);
-  return Status::Ok();
-}
-
-Status Volume::Fill(BlockCache::LockedSet& set, uint64_t block, bool load, BlockCache::Slot** out) {
-  BlockCache::Slot* slot = set.ChooseVictim();
-  if (slot->dirty) {
-    // The victim's data exists nowhere else: it must reach the store before
-    // the slot is reused. If that fails the victim stays, and so does its data.
-    Status st = WriteBack(set, slot);
-    if (!st.ok()) return st;
-  }
-  set.Install(slot, block);
-  if (load) {
-    Status st = store_->ReadBlock(block, slot->bytes(block_size()));
-    if (!st.ok()) {
-      set.Drop(slot);
-      return st;
-    }
-    ++store_reads_;
-  }
-  *out = slot;
-  return Status::Ok();
-}
-
-void Volume::Record(bool is_read, std::chrono::steady_clock::time_point start, uint64_t bytes,
-                    const Status& st) {
-  auto ns = static_cast<uint64_t>(
+void Volume::Record(bool is_read, std::chrono::steady_clock::time_point start, uint64_t bytes, const Status& st) {
+  const auto ns = static_cast<uint64_t>(
       std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now() - start).count());
-  if (is_read) {
-    ++reads_;
-    bytes_read_ += bytes;
-    read_ns_ += ns;
-    StoreMax(read_ns_max_, ns);
-  } else {
-    ++writes_;
-    bytes_written_ += bytes;
-    write_ns_ += ns;
-    StoreMax(write_ns_max_, ns);
+  (is_read ? reads_ : writes_).fetch_add(1, std::memory_order_relaxed);
+  (is_read ? bytes_read_ : bytes_written_).fetch_add(bytes, std::memory_order_relaxed);
+  (is_read ? read_ns_ : write_ns_).fetch_add(ns, std::memory_order_relaxed);
+  auto& max = is_read ? read_ns_max_ : write_ns_max_;
+  uint64_t seen = max.load(std::memory_order_relaxed);
+  while (ns > seen && !max.compare_exchange_weak(seen, ns, std::memory_order_relaxed)) {
   }
-  if (!st.ok()) ++errors_;
+  if (!st.ok()) errors_.fetch_add(1, std::memory_order_relaxed);
 }
 
 Status Volume::Read(uint64_t offset, std::span<std::byte> out, size_t* done) {
   const auto start = std::chrono::steady_clock::now();
   *done = 0;
   const uint64_t end = offset >= size() ? offset : std::min<uint64_t>(size(), offset + out.size());
+  if (end == offset) {
+    Record(true, start, 0, Status::Ok());
+    return Status::Ok();
+  }
   const uint32_t bs = block_size();
-  Status st;
-  for (uint64_t pos = offset; pos < end && st.ok();) {
+  const int64_t now = NowNs();
+  auto* base = reinterpret_cast<uint8_t*>(out.data());
+  OpList misses;
+  for (uint64_t pos = offset; pos < end;) {
     const uint64_t block = pos / bs;
     const size_t in_block = static_cast<size_t>(pos % bs);
     const size_t n = static_cast<size_t>(std::min<uint64_t>(bs - in_block, end - pos));
-    st = Permit(block, Perm::kRead);
-    if (!st.ok()) break;
-    auto set = cache_.LockFor(block);
-    BlockCache::Slot* slot = set.Lookup(block);
-    if (!slot) st = Fill(set, block, /*load=*/true, &slot);
-    if (!st.ok()) break;
-    std::memcpy(out.data() + (pos - offset), slot->data + in_block, n);
+    uint8_t* dst = base + (pos - offset);
+    if (!table_->ReadHit(block, in_block, {dst, n}, now))
+      misses.Add({ControlPath::BlockOp::Kind::kRead, block, in_block, n, dst, nullptr});
     pos += n;
-    *done += n;
   }
-  // Bytes already read stay valid: report them, and the error only if none.
-  if (*done > 0) st = Status::Ok();
+  if (readahead_max_ > 0) ReadAhead(offset, end);
+  Status st;
+  if (misses.n > 0) {
+    table_->CountMisses(misses.n);
+    st = control_->Run(misses.span());
+  }
+  if (st.ok()) *done = end - offset;
   Record(true, start, *done, st);
   return st;
+}
+
+void Volume::ReadAhead(uint64_t offset, uint64_t end) {
+  const uint32_t bs = block_size();
+  uint64_t from = 0, to = 0;
+  {
+    // Never a wait on the fast path: a reader that finds another updating
+    // the stream leaves it to that one.
+    std::unique_lock lock(ra_mu_, std::try_to_lock);
+    if (!lock) return;
+    const uint64_t len = end - offset;
+    // Sequential: it starts near where the stream is (requests in flight
+    // together may arrive a little out of order).
+    const uint64_t slack = std::max<uint64_t>(4 * len, 1u << 20);
+    const bool sequential = offset + slack >= ra_end_ && offset <= ra_end_ + slack && (ra_end_ > 0 || offset == 0);
+    if (sequential) {
+      ra_window_ = ra_window_ == 0 ? std::max<uint64_t>(2 * len, 256u << 10) : ra_window_ * 2;
+      ra_window_ = std::min(ra_window_, readahead_max_);
+    } else {
+      ra_window_ = 0;
+      ra_upto_ = 0;
+    }
+    ra_end_ = sequential ? std::max(ra_end_, end) : end;
+    if (ra_window_ == 0) return;
+    // Like the kernel's own read-ahead: a new batch once the reader has
+    // used up half of what is ahead, so each request upstream is large.
+    if (ra_upto_ > ra_end_ && ra_upto_ - ra_end_ >= ra_window_ / 2) return;
+    const uint64_t target = std::min<uint64_t>(size(), ra_end_ + ra_window_);
+    from = std::max(ra_upto_, ra_end_);
+    if (target <= from) return;
+    to = target;
+    ra_upto_ = target;
+  }
+  const uint64_t first = from / bs, last = (to + bs - 1) / bs;
+  if (last > first) control_->Prefetch(first, last - first);
 }
 
 Status Volume::Write(uint64_t offset, std::span<const std::byte> in, size_t* done) {
   const auto start = std::chrono::steady_clock::now();
   *done = 0;
-  Status st;
-  if (read_only()) {
-    st = Status::PermissionDenied("volume " + name_ + " is read-only");
-  } else if (in.empty()) {
-    st = Status::Ok();
-  } else if (offset >= size()) {
-    st = Status::OutOfRange("write at " + std::to_string(offset) + " is past the end of " + name_ +
-                            " (" + std::to_string(size()) + " bytes)");
+  if (in.empty()) return Status::Ok();
+  if (offset >= size()) {
+    Status st = Status::OutOfRange("write at " + std::to_string(offset) + " is past the end of " + name_);
+    Record(false, start, 0, st);
+    return st;
   }
   const uint64_t end = std::min<uint64_t>(size(), offset + in.size());
   const uint32_t bs = block_size();
-  for (uint64_t pos = offset; st.ok() && pos < end;) {
+  const int64_t now = NowNs();
+  const auto* base = reinterpret_cast<const uint8_t*>(in.data());
+  OpList misses;
+  for (uint64_t pos = offset; pos < end;) {
     const uint64_t block = pos / bs;
     const size_t in_block = static_cast<size_t>(pos % bs);
+    // The last block of a volume whose size is not a multiple of the block
+    // size counts as whole when written to the end.
     const size_t n = static_cast<size_t>(std::min<uint64_t>(bs - in_block, end - pos));
-    st = Permit(block, Perm::kWrite);
-    if (!st.ok()) break;
-    auto set = cache_.LockFor(block);
-    BlockCache::Slot* slot = set.Lookup(block);
-    // The tail block of a volume whose size is not a multiple of the block
-    // size counts as whole when the write reaches the volume's end.
-    const bool whole = in_block == 0 && (n == bs || pos + n == size());
-    if (!slot) st = Fill(set, block, /*load=*/!whole, &slot);
-    if (!st.ok()) break;
-    std::memcpy(slot->data + in_block, in.data() + (pos - offset), n);
-    set.MarkDirty(slot);
-    if (write_through_) {
-      st = WriteBack(set, slot);
-      if (!st.ok()) break;
-    }
-    if (!table_.GrantLocalFast(block, Perm::kWrite))
-      table_.Apply(block, Event{Event::Kind::kWriteDone, kLocal, Perm::kWrite});
+    const uint8_t* src = base + (pos - offset);
+    if (!table_->WriteHit(block, in_block, {src, n}, now))
+      misses.Add({ControlPath::BlockOp::Kind::kWrite, block, in_block, n, nullptr, src});
     pos += n;
-    *done += n;
   }
-  if (*done > 0) st = Status::Ok();
-  if (st.ok() && *done > 0 && sync_writes_) {
-    st = Flush();
-    if (!st.ok()) *done = 0;  // not acknowledged: it is not durable
+  Status st;
+  if (misses.n > 0) {
+    table_->CountMisses(misses.n);
+    st = control_->Run(misses.span());
   }
+  if (st.ok() && write_mode_ != WriteMode::kAsync) {
+    std::vector<uint64_t> blocks;
+    for (uint64_t b = offset / bs; b <= (end - 1) / bs; ++b) blocks.push_back(b);
+    st = write_mode_ == WriteMode::kSemiSync ? control_->Forward(blocks) : control_->FlushDurable(blocks);
+  }
+  if (st.ok()) *done = end - offset;
   Record(false, start, *done, st);
   return st;
 }
 
 Status Volume::Flush() {
-  Status first;
-  for (uint32_t i = 0; i < cache_.geometry().sets; ++i) {
-    auto set = cache_.LockSet(i);
-    for (BlockCache::Slot& slot : set.slots()) {
-      if (!slot.dirty) continue;
-      Status st = WriteBack(set, &slot);
-      if (!st.ok() && first.ok()) first = st;
-    }
-  }
-  // Sync even after a failed write-back: the blocks that did reach the store
-  // should be durable. The failed ones stay dirty for the next attempt.
-  Status st = store_->Sync();
-  if (first.ok()) first = st;
-  if (first.ok()) ++flushes_;
-  else ++errors_;
-  return first;
+  // The barrier: this node's dirty blocks and whatever recalls moved into
+  // its ancestors reach the root, whose store is synced.
+  Status st = control_->Sync();
+  if (st.ok()) flushes_.fetch_add(1, std::memory_order_relaxed);
+  else errors_.fetch_add(1, std::memory_order_relaxed);
+  return st;
 }
 
 Status Volume::DropCache() {
+  // Below the root, giving everything back sends what is dirty up on the
+  // way (and passes semi-sync bytes on); the root writes back and syncs
+  // first, then forgets what no child holds.
+  if (!table_->is_root()) return control_->DropAll();
   Status st = Flush();
-  if (!st.ok()) return st;
-  for (uint32_t i = 0; i < cache_.geometry().sets; ++i) {
-    auto set = cache_.LockSet(i);
-    for (BlockCache::Slot& slot : set.slots())
-      if (!slot.empty() && !slot.dirty) set.Drop(&slot);  // dirtied again since Flush: keep
+  if (st.ok()) st = control_->DropAll();
+  return st;
+}
+
+Status Volume::OpenForWrite() {
+  const auto give_up = std::chrono::steady_clock::now() + lease_wait_;
+  for (bool waited = false;; waited = true) {
+    Status st = control_->AcquireWriterLease(shared_writers_);
+    if (st.ok()) return st;
+    if (st.code() != Status::Code::kBusy || std::chrono::steady_clock::now() >= give_up) {
+      LogWarning("volume " + name_ + ": write-open refused: " + st.message() +
+                 (st.code() == Status::Code::kBusy ? " (open it read-only here, or run every writer with --shared-writers)"
+                                                   : ""));
+      return st;
+    }
+    if (!waited)
+      LogInfo("volume " + name_ + ": write-open waits up to " + std::to_string(lease_wait_.count()) +
+              " ms: " + st.message());
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
   }
-  return Status::Ok();
+}
+
+void Volume::CloseForWrite() {
+  Status st = control_->ReleaseWriterLease(shared_writers_);
+  if (!st.ok()) LogWarning("volume " + name_ + ": giving back the writer lease: " + st.ToString());
 }
 
 VolumeStats Volume::stats() const {
   VolumeStats s;
-  s.reads = reads_;
-  s.writes = writes_;
-  s.bytes_read = bytes_read_;
-  s.bytes_written = bytes_written_;
-  s.read_ns_total = read_ns_;
-  s.write_ns_total = write_ns_;
-  s.read_ns_max = read_ns_max_;
-  s.write_ns_max = write_ns_max_;
-  s.flushes = flushes_;
-  s.store_reads = store_reads_;
-  s.store_writes = store_writes_;
-  s.errors = errors_;
-  s.cache = cache_.counters();
+  s.reads = reads_.load(std::memory_order_relaxed);
+  s.writes = writes_.load(std::memory_order_relaxed);
+  s.bytes_read = bytes_read_.load(std::memory_order_relaxed);
+  s.bytes_written = bytes_written_.load(std::memory_order_relaxed);
+  s.read_ns_total = read_ns_.load(std::memory_order_relaxed);
+  s.write_ns_total = write_ns_.load(std::memory_order_relaxed);
+  s.read_ns_max = read_ns_max_.load(std::memory_order_relaxed);
+  s.write_ns_max = write_ns_max_.load(std::memory_order_relaxed);
+  s.flushes = flushes_.load(std::memory_order_relaxed);
+  s.errors = errors_.load(std::memory_order_relaxed);
+  s.cache = table_->counters();
+  control_->AddStats(&s);
   return s;
 }
 
 void Volume::ResetStats() {
-  for (auto* c : {&reads_, &writes_, &bytes_read_, &bytes_written_, &read_ns_, &write_ns_,
-                  &read_ns_max_, &write_ns_max_, &flushes_, &store_reads_, &store_writes_, &errors_})
-    c->store(0);
-  cache_.ResetCounters();
+  for (auto* c : {&reads_, &writes_, &bytes_read_, &bytes_written_, &read_ns_, &write_ns_, &read_ns_max_,
+                  &write_ns_max_, &flushes_, &errors_})
+    c->store(0, std::memory_order_relaxed);
+  table_->ResetCounters();
 }
 
 }  // namespace vshare

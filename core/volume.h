@@ -1,86 +1,91 @@
-// Volume: one exported volume on a node, with byte-addressed I/O on top of
-// the block table, the cache and the block store.
+// Volume: one volume on a node, with byte-addressed I/O for the local
+// interface. The same on every node, whatever its role:
 //
-// Read and Write take any offset and length: they split the range into
-// blocks, ask the block table for permission, and move bytes through the
-// cache, loading blocks from the store on a miss and writing dirty blocks
-// back before their slot is reused. Partial-block writes read the block first
-// (unless it is cached); whole-block writes do not.
+//   Volume  ->  BlockTable (the fast path)  ->  ControlPath (the engine)
+//                                               -> the store, or the parent
 //
-// Writes are write-back: they complete in the cache and reach the store on
-// Flush(), on eviction, or when the node's flusher runs. Flush() returns only
-// when every block dirtied before the call is in the store and synced.
+// Read and Write split a byte range into blocks. A block this node may
+// read or write now (its permission held, under a valid lease, no child in
+// the way) is served on the caller's thread straight from the table, with
+// no allocation and no hop to another thread. The rest of the range goes to
+// the engine in one call, which asks the parent (or the root's store) for
+// whole ranges at a time. A sequential reader also starts read-ahead: a
+// window beyond what it asked for, growing while it stays sequential.
 //
-// Thread safety: all methods may be called from many threads at once. I/O on
-// different cache sets runs in parallel; I/O on one set is serialised.
+// End of the volume: a read stops there (0 bytes at or past it); a write
+// that starts at or past it fails with kOutOfRange, and one that crosses
+// it is cut short. A call either moves every byte it reports or fails.
+//
+// Write modes (--write-mode): async completes once applied here; semi-sync
+// once the parent holds the bytes too; sync once the root has them durably.
+//
+// Thread safety: all methods may be called from many threads at once.
 #pragma once
 
 #include <atomic>
 #include <chrono>
-#include <memory>
-#include <span>
+#include <mutex>
 #include <string>
 
-#include "core/block_cache.h"
-#include "core/block_store.h"
 #include "core/block_table.h"
-#include "core/status.h"
+#include "core/control_path.h"
 #include "core/volume_io.h"
 
 namespace vshare {
 
 class Volume final : public VolumeIo {
  public:
-  // Takes ownership of `store`. `geometry.block_size` must equal the store's.
-  Volume(std::string name, std::unique_ptr<BlockStore> store, const CacheGeometry& geometry);
+  enum class WriteMode { kAsync, kSemiSync, kSync };
+
+  // `table` and `control` outlive the volume.
+  Volume(std::string name, BlockTable* table, ControlPath* control);
 
   const std::string& name() const override { return name_; }
-  uint64_t size() const override { return store_->size(); }
-  uint32_t block_size() const override { return store_->block_size(); }
-  CacheGeometry cache_geometry() const override { return cache_.geometry(); }
-  bool read_only() const override { return !store_->can_write(); }
+  uint64_t size() const override { return table_->volume_size(); }
+  uint32_t block_size() const override { return table_->block_size(); }
+  CacheGeometry cache_geometry() const override { return table_->geometry(); }
+  bool read_only() const override { return false; }
 
-  // Reads up to out.size() bytes at `offset` into `out`; *done is the count
-  // read, short only at the end of the volume (0 at or past it).
   Status Read(uint64_t offset, std::span<std::byte> out, size_t* done) override;
-  // Writes `in` at `offset`; *done is the count written. A write that starts
-  // at or past the end fails with kOutOfRange; one that runs past the end is
-  // cut short there, like a write to a fixed-size device.
   Status Write(uint64_t offset, std::span<const std::byte> in, size_t* done) override;
-  // Writes back every dirty block, then syncs the store.
   Status Flush() override;
-  // Flushes, then empties the cache of clean blocks.
   Status DropCache() override;
-  // Sync mode: every Write is followed by a Flush before it returns.
-  void set_sync_writes(bool on) { sync_writes_ = on; }
-  // Write-through: every Write reaches the store (not yet durably: Flush
-  // syncs) before it returns, so another process reading the image sees it
-  // (a standby root that takes over).
-  void set_write_through(bool on) { write_through_ = on; }
-
+  Status OpenForWrite() override;
+  void CloseForWrite() override;
   VolumeStats stats() const override;
   void ResetStats() override;
 
+  void set_write_mode(WriteMode m) { write_mode_ = m; }
+  // --shared-writers: write-opens take the lease shared.
+  void set_shared_writers(bool on) { shared_writers_ = on; }
+  // How long a write-open keeps asking while another node holds the lease
+  // (the kernel closes files asynchronously: a holder that just closed may
+  // not have given it back yet).
+  void set_lease_wait(std::chrono::milliseconds d) { lease_wait_ = d; }
+  // The largest read-ahead window (0: none).
+  void set_readahead_max(uint64_t bytes) { readahead_max_ = bytes; }
+
  private:
-  // Both run with `set` locked. WriteBack stores a dirty slot and marks it
-  // clean; Fill makes `block` resident (evicting the set's victim), loading
-  // it from the store unless `load` is false.
-  Status WriteBack(BlockCache::LockedSet& set, BlockCache::Slot* slot);
-  Status Fill(BlockCache::LockedSet& set, uint64_t block, bool load, BlockCache::Slot** out);
-  Status Permit(uint64_t block, Perm want);
-  void Record(bool is_read, std::chrono::steady_clock::time_point start, uint64_t bytes,
-              const Status& st);
+  // Tells the engine to read ahead of a read of [offset, end).
+  void ReadAhead(uint64_t offset, uint64_t end);
+  void Record(bool is_read, std::chrono::steady_clock::time_point start, uint64_t bytes, const Status& st);
 
   const std::string name_;
-  bool sync_writes_ = false;
-  bool write_through_ = false;
-  std::unique_ptr<BlockStore> store_;
-  BlockCache cache_;
-  BlockTable table_;
+  BlockTable* table_;
+  ControlPath* control_;
+  WriteMode write_mode_ = WriteMode::kAsync;
+  bool shared_writers_ = false;
+  std::chrono::milliseconds lease_wait_{2000};
+  uint64_t readahead_max_ = 8u << 20;
+
+  std::mutex ra_mu_;
+  uint64_t ra_end_ = 0;     // guarded by ra_mu_: where the sequential stream is
+  uint64_t ra_window_ = 0;  // guarded by ra_mu_: bytes read ahead of it (0: not sequential)
+  uint64_t ra_upto_ = 0;    // guarded by ra_mu_: read ahead up to here (bytes)
 
   std::atomic<uint64_t> reads_{0}, writes_{0}, bytes_read_{0}, bytes_written_{0};
   std::atomic<uint64_t> read_ns_{0}, write_ns_{0}, read_ns_max_{0}, write_ns_max_{0};
-  std::atomic<uint64_t> flushes_{0}, store_reads_{0}, store_writes_{0}, errors_{0};
+  std::atomic<uint64_t> flushes_{0}, errors_{0};
 };
 
 }  // namespace vshare

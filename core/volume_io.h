@@ -1,16 +1,15 @@
 // VolumeIo: what the local interface (FUSE, the control file, stats) needs
-// from a volume, whatever serves it: the root's own store through its cache
-// (Volume), or the tree through a TreeNode (net/tree_volume.h).
+// from a volume. core/volume.h is the one implementation; tests may have
+// their own.
 //
 // Read and Write take any offset and length; see Volume for the exact
-// end-of-volume rules, which every implementation keeps. All methods are
-// thread-safe.
+// end-of-volume rules. All methods are thread-safe.
 #pragma once
 
 #include <span>
 #include <string>
 
-#include "core/block_cache.h"
+#include "core/block_table.h"
 #include "core/status.h"
 
 namespace vshare {
@@ -25,8 +24,8 @@ struct VolumeStats {
   uint64_t read_ns_max = 0;
   uint64_t write_ns_max = 0;
   uint64_t flushes = 0;        // Flush() calls that completed
-  uint64_t store_reads = 0;    // blocks read from the store
-  uint64_t store_writes = 0;   // blocks written back to the store
+  uint64_t store_reads = 0;    // blocks read from the store (the root)
+  uint64_t store_writes = 0;   // blocks written back to the store (the root)
   uint64_t errors = 0;         // calls that returned an error
   CacheCounters cache;
 };

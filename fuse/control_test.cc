@@ -4,21 +4,26 @@
 
 #include "core/mem_store.h"
 #include "core/volume.h"
+#include "test/sim/inline_control.h"
 
 using namespace vshare;
 
 namespace {
 struct TestNode {
+  std::unique_ptr<MemStore> store = std::make_unique<MemStore>(64 * 512, 512);
+  std::unique_ptr<InlineControl> control;
   Node node{"root"};
-  MemStore* store;
   TestNode() {
-    auto s = std::make_unique<MemStore>(64 * 512, 512);
-    store = s.get();
-    CacheGeometry g;
-    g.block_size = 512;
-    g.sets = 4;
-    g.ways = 2;
-    node.AddVolume(std::make_unique<Volume>("v", std::move(s), g));
+    ReplicaConfig cfg;
+    cfg.volume_name = "v";
+    cfg.volume_size = 64 * 512;
+    cfg.block_size = 512;
+    cfg.cache_bytes = 8 * 512;
+    cfg.cache_ways = 2;
+    control = std::make_unique<InlineControl>(cfg, store.get());
+    auto v = std::make_unique<Volume>("v", control->table(), control.get());
+    v->set_readahead_max(0);
+    node.AddVolume(std::move(v));
   }
 };
 }  // namespace

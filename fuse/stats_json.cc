@@ -27,6 +27,8 @@ nlohmann::json VolumeJson(const VolumeIo& v) {
       {"misses", s.cache.misses},
       {"insertions", s.cache.insertions},
       {"evictions", s.cache.evictions},
+      {"readahead_blocks", s.cache.readahead_blocks},
+      {"readahead_hits", s.cache.readahead_hits},
   };
   return {
       {"size", v.size()},
@@ -46,6 +48,8 @@ nlohmann::json VolumeJson(const VolumeIo& v) {
        {{"hits", s.cache.hits},
         {"misses", s.cache.misses},
         {"evictions", s.cache.evictions},
+        {"readahead_blocks", s.cache.readahead_blocks},
+        {"readahead_hits", s.cache.readahead_hits},
         {"capacity_bytes", g.capacity_bytes()},
         {"levels", g.sets > 0 ? nlohmann::json::array({level}) : nlohmann::json::array()}}},
   };
@@ -54,6 +58,8 @@ nlohmann::json VolumeJson(const VolumeIo& v) {
 nlohmann::json TrafficJson(const TrafficSnapshot& t) {
   return {{"sent", t.sent},
           {"served", t.served},
+          {"sent_blocks", t.sent_blocks},
+          {"served_blocks", t.served_blocks},
           {"invalidations_sent", t.invalidations_sent},
           {"invalidations_received", t.invalidations_received},
           {"pushes_received", t.pushes_received},
@@ -72,6 +78,8 @@ nlohmann::json NodeStatsJson(const Node& node, const NodeStatsContext& ctx) {
   for (const auto& v : node.volumes()) volumes[v->name()] = VolumeJson(*v);
   nlohmann::json tree = nullptr;
   if (auto t = node.tree_stats()) {
+    static const char* kLease[] = {"none", "shared", "exclusive"};
+    const ReplicaStats& r = t->replica;
     tree = {{"parent", t->parent},
             {"upstream", t->upstream},
             {"listen_port", t->listen_port},
@@ -81,19 +89,17 @@ nlohmann::json NodeStatsJson(const Node& node, const NodeStatsContext& ctx) {
             {"calls_to_children", t->calls_to_children},
             {"local_timeouts", t->local_timeouts},
             {"child_addresses", t->child_addresses},
-            {"writer_lease", t->writer_lease},
-            {"lease",
-             {{"valid", t->lease_valid},
-              {"ms_left", t->lease_ms_left},
-              {"ms_since_renewal", t->ms_since_renewal}}},
-            {"frozen_blocks", t->frozen_blocks},
-            {"failed_children", t->failed_children},
-            {"rejoins", t->rejoins},
+            {"writer_lease", kLease[static_cast<int>(t->writer_lease)]},
+            {"lease", {{"valid", r.valid}, {"ms_left", r.ms_left}, {"ms_since_renewal", r.ms_since_renewal}}},
+            {"grants", r.grants},
+            {"frozen_blocks", r.frozen_blocks},
+            {"failed_children", r.failed_children},
+            {"rejoins", r.rejoins},
             {"reparents", t->reparents},
-            {"recovered", t->recovered},
-            {"recovery_lost", t->recovery_lost},
-            {"claims_served", t->claims_served},
-            {"revalidated", t->revalidated},
+            {"recovered", r.recovered},
+            {"recovery_lost", r.recovery_lost},
+            {"claims_served", r.claims_served},
+            {"revalidated", r.revalidated},
             {"traffic", TrafficJson(t->traffic)}};
     if (!t->root_role.empty())
       tree["root_peer"] = {{"peer", t->root_peer}, {"role", t->root_role}, {"lease_ms_left", t->root_lease_ms_left}};

@@ -11,14 +11,34 @@ namespace vshare::net {
 using asio::awaitable;
 using asio::use_awaitable;
 
+namespace {
+// Frames longer than this are read into a buffer of their own, which the
+// blocks cut from them keep; shorter ones share the read buffer.
+constexpr size_t kOwnBufferFrom = 64 * 1024;
+constexpr size_t kReadChunk = 256 * 1024;
+// At most this much goes into one gathered write.
+constexpr size_t kMaxWrite = 8u << 20;
+}  // namespace
+
 std::shared_ptr<Connection> Connection::Start(tcp::socket socket, RequestHandler on_request, CloseHandler on_close) {
   std::shared_ptr<Connection> c(new Connection(std::move(socket), std::move(on_request), std::move(on_close)));
-  asio::co_spawn(c->socket_.get_executor(), [c]() { return c->ReadLoop(); }, asio::detached);
+  asio::co_spawn(c->socket_.get_executor(), [c]() { return c->ReadLoop(); }, [c](std::exception_ptr e) {
+    if (!e) return;
+    try {
+      std::rethrow_exception(e);
+    } catch (const std::exception& x) {
+      LogError("connection " + c->peer_ + ": internal error: " + x.what());
+      c->Close(Status::IOError(std::string("internal error: ") + x.what()));
+    }
+  });
   return c;
 }
 
 Connection::Connection(tcp::socket socket, RequestHandler on_request, CloseHandler on_close)
-    : socket_(std::move(socket)), on_request_(std::move(on_request)), on_close_(std::move(on_close)) {
+    : socket_(std::move(socket)),
+      on_request_(std::move(on_request)),
+      on_close_(std::move(on_close)),
+      deadline_timer_(socket_.get_executor()) {
   boost::system::error_code ec;
   auto ep = socket_.remote_endpoint(ec);
   peer_ = ec ? "?" : ep.address().to_string() + ":" + std::to_string(ep.port());
@@ -33,23 +53,43 @@ void Connection::CallAsync(Message request, std::chrono::milliseconds timeout,
   }
   const uint64_t xid = next_xid_++;
   request.xid = xid;
-  auto p = std::make_shared<Pending>(socket_.get_executor());
-  p->done = std::move(done);
-  p->deadline.expires_after(timeout);
-  std::weak_ptr<Connection> weak = shared_from_this();
-  const std::string what = std::string(OpcodeName(request.opcode)) + " to " + peer_;
-  p->deadline.async_wait([weak, xid, what, timeout](boost::system::error_code ec) {
-    auto self = weak.lock();
-    if (ec || !self) return;  // answered, or closed, first
-    auto it = self->pending_.find(xid);
-    if (it == self->pending_.end()) return;
-    auto pending = it->second;
-    self->pending_.erase(it);
-    ++self->counters_.timeouts;
-    pending->done(CallResult{Status::TimedOut(what + " got no reply within " + std::to_string(timeout.count()) + " ms"), {}});
-  });
-  pending_.emplace(xid, p);
+  const Clock::time_point deadline = Clock::now() + timeout;
+  pending_.emplace(xid, Pending{std::move(done), deadline,
+                                std::string(OpcodeName(request.opcode)) + " to " + peer_ + " got no reply within " +
+                                    std::to_string(timeout.count()) + " ms"});
+  deadlines_.emplace(deadline, xid);
+  ArmDeadline();
   Send(request);
+}
+
+// One timer for the link, set for the earliest deadline.
+void Connection::ArmDeadline() {
+  while (!deadlines_.empty() && !pending_.count(deadlines_.begin()->second)) deadlines_.erase(deadlines_.begin());
+  if (deadlines_.empty() || deadlines_.begin()->first >= armed_for_) return;
+  armed_for_ = deadlines_.begin()->first;
+  deadline_timer_.expires_at(armed_for_);
+  std::weak_ptr<Connection> weak = shared_from_this();
+  deadline_timer_.async_wait([weak](boost::system::error_code ec) {
+    auto self = weak.lock();
+    if (!self || ec) return;  // re-armed earlier, or closed
+    self->armed_for_ = Clock::time_point::max();
+    self->Expire();
+  });
+}
+
+void Connection::Expire() {
+  const Clock::time_point now = Clock::now();
+  while (!deadlines_.empty() && deadlines_.begin()->first <= now && !closed_) {
+    const uint64_t xid = deadlines_.begin()->second;
+    deadlines_.erase(deadlines_.begin());
+    auto it = pending_.find(xid);
+    if (it == pending_.end()) continue;  // answered
+    Pending p = std::move(it->second);
+    pending_.erase(it);
+    ++counters_.timeouts;
+    p.done(CallResult{Status::TimedOut(p.what), {}});
+  }
+  if (!closed_) ArmDeadline();
 }
 
 awaitable<CallResult> Connection::Call(Message request, std::chrono::milliseconds timeout) {
@@ -61,6 +101,7 @@ awaitable<CallResult> Connection::Call(Message request, std::chrono::millisecond
   };
   auto state = std::make_shared<State>(socket_.get_executor());
   CallAsync(std::move(request), timeout, [state](CallResult r) {
+    if (!r.final) return;
     state->result = std::move(r);
     state->signal.cancel();
   });
@@ -72,28 +113,47 @@ awaitable<CallResult> Connection::Call(Message request, std::chrono::millisecond
 
 void Connection::Send(const Message& m) {
   if (closed_) return;
-  std::vector<uint8_t> frame;
-  if (!wire::Encode(m, &frame)) {
+  OutFrame f;
+  if (!wire::EncodeAround(m, &f.head, &f.tail)) {
     LogError("connection " + peer_ + ": refusing to send an over-limit message: " + Describe(m));
     return;
   }
-  out_.push_back(std::move(frame));
+  if (m.data) f.data = *m.data;
+  out_.push_back(std::move(f));
   if (!writing_) {
     writing_ = true;
     auto self = shared_from_this();
-    asio::co_spawn(socket_.get_executor(), [self]() { return self->WriteLoop(); }, asio::detached);
+    asio::co_spawn(socket_.get_executor(), [self]() { return self->WriteLoop(); }, [self](std::exception_ptr e) {
+      if (e) self->Close(Status::IOError("write loop failed"));
+    });
   }
 }
 
 awaitable<void> Connection::WriteLoop() {
   auto self = shared_from_this();
+  std::vector<OutFrame> batch;
+  std::vector<asio::const_buffer> bufs;
   try {
     while (!out_.empty() && !closed_) {
-      std::vector<uint8_t> frame = std::move(out_.front());
-      out_.pop_front();
-      co_await asio::async_write(socket_, asio::buffer(frame), use_awaitable);
-      ++counters_.frames_out;
-      counters_.bytes_out += frame.size();
+      // Everything queued meanwhile goes in one write.
+      batch.clear();
+      bufs.clear();
+      size_t bytes = 0;
+      while (!out_.empty() && (batch.empty() || bytes < kMaxWrite)) {
+        batch.push_back(std::move(out_.front()));
+        out_.pop_front();
+        const OutFrame& f = batch.back();
+        bytes += f.head.size() + f.data.size() + f.tail.size();
+      }
+      for (const OutFrame& f : batch) {
+        bufs.emplace_back(f.head.data(), f.head.size());
+        if (!f.data.empty()) bufs.emplace_back(f.data.data(), f.data.size());
+        if (!f.tail.empty()) bufs.emplace_back(f.tail.data(), f.tail.size());
+      }
+      co_await asio::async_write(socket_, bufs, use_awaitable);
+      counters_.frames_out += batch.size();
+      counters_.bytes_out += bytes;
+      ++counters_.writes;
     }
   } catch (const std::exception& e) {
     Close(Status::IOError("write to " + peer_ + " failed: " + e.what()));
@@ -103,13 +163,40 @@ awaitable<void> Connection::WriteLoop() {
 
 awaitable<void> Connection::ReadLoop() {
   auto self = shared_from_this();
-  std::vector<uint8_t> buf;
+  std::vector<uint8_t> buf(kReadChunk);
   size_t filled = 0;
   try {
     while (!closed_) {
       // Decode every complete frame already buffered.
       size_t start = 0;
       while (!closed_) {
+        if (filled - start >= wire::kLengthPrefix) {
+          const size_t len = (size_t{buf[start]} << 24) | (size_t{buf[start + 1]} << 16) |
+                             (size_t{buf[start + 2]} << 8) | size_t{buf[start + 3]};
+          const size_t frame = wire::kLengthPrefix + len;
+          if (frame > kOwnBufferFrom && len <= wire::kMaxFrame && filled - start < frame) {
+            // A large frame: read the rest of it into a buffer of its own.
+            uint8_t* w;
+            Bytes own = Bytes::Allocate(frame, &w);
+            const size_t have = filled - start;
+            std::memcpy(w, buf.data() + start, have);
+            co_await asio::async_read(socket_, asio::buffer(w + have, frame - have), use_awaitable);
+            counters_.bytes_in += frame;
+            Message m;
+            size_t used = 0;
+            wire::DecodeError err;
+            if (wire::Decode(own.span(), &m, &used, &err, &own) == wire::DecodeResult::kGood) {
+              ++counters_.frames_in;
+              Dispatch(std::move(m));
+            } else {
+              ++counters_.bad_frames;
+              LogWarning("connection " + peer_ + ": refused a frame: " + err.what);
+              Send(wire::ErrorReply(err));
+            }
+            start = filled;  // all of the buffer was this frame's
+            continue;
+          }
+        }
         Message m;
         size_t used = 0;
         wire::DecodeError err;
@@ -134,17 +221,9 @@ awaitable<void> Connection::ReadLoop() {
         std::memmove(buf.data(), buf.data() + start, filled - start);
         filled -= start;
       }
-      // Grow only as far as the frame being read needs; the decoder has
-      // already refused lengths beyond the limit.
-      size_t want = filled + 64 * 1024;
-      if (filled >= wire::kLengthPrefix) {
-        size_t frame = wire::kLengthPrefix + ((size_t{buf[0]} << 24) | (size_t{buf[1]} << 16) |
-                                              (size_t{buf[2]} << 8) | size_t{buf[3]});
-        want = std::max(want, frame);
-      }
-      want = std::min(want, wire::kLengthPrefix + wire::kMaxFrame);
-      if (buf.size() < want) buf.resize(want);
-      size_t n = co_await socket_.async_read_some(asio::buffer(buf.data() + filled, buf.size() - filled), use_awaitable);
+      if (filled == buf.size()) buf.resize(buf.size() * 2);  // a small frame larger than the buffer: grow
+      const size_t n =
+          co_await socket_.async_read_some(asio::buffer(buf.data() + filled, buf.size() - filled), use_awaitable);
       filled += n;
     }
   } catch (const boost::system::system_error& e) {
@@ -152,6 +231,9 @@ awaitable<void> Connection::ReadLoop() {
       Close(Status::IOError(peer_ + " closed the connection"));
     else
       Close(Status::IOError("read from " + peer_ + " failed: " + e.code().message()));
+  } catch (const std::exception& e) {  // from a handler: the link cannot go on
+    LogError("connection " + peer_ + ": internal error: " + e.what());
+    Close(Status::IOError(std::string("internal error: ") + e.what()));
   }
 }
 
@@ -162,10 +244,15 @@ void Connection::Dispatch(Message m) {
       ++counters_.late_replies;
       return;
     }
-    auto p = it->second;
-    pending_.erase(it);
-    p->deadline.cancel();
-    p->done(CallResult{Status::Ok(), std::move(m)});  // inline: in wire order
+    const bool final = !(m.flags & msg_flags::kMore);
+    if (final) {
+      Pending p = std::move(it->second);
+      pending_.erase(it);
+      p.done(CallResult{Status::Ok(), std::move(m), true});  // inline: in wire order
+    } else {
+      std::function<void(CallResult)> done = it->second.done;  // it may be closed by the handler
+      done(CallResult{Status::Ok(), std::move(m), false});
+    }
     return;
   }
   if (on_request_) on_request_(shared_from_this(), std::move(m));
@@ -177,13 +264,12 @@ void Connection::Close(const Status& why) {
   boost::system::error_code ec;
   socket_.shutdown(tcp::socket::shutdown_both, ec);
   socket_.close(ec);
+  deadline_timer_.cancel();
   auto pending = std::move(pending_);
   pending_.clear();
+  deadlines_.clear();
   out_.clear();
-  for (auto& [xid, p] : pending) {
-    p->deadline.cancel();
-    p->done(CallResult{why, {}});
-  }
+  for (auto& [xid, p] : pending) p.done(CallResult{why, {}});
   if (on_close_) on_close_(shared_from_this(), why);
 }
 

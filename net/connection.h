@@ -1,11 +1,13 @@
 // Connection: one TCP link between two nodes, carrying wire frames both ways.
 //
-// Either end may send requests and receive them. Call() sends a request
-// under a fresh XID and waits for the OK_REPLY or ERR_REPLY with that XID,
-// at most until its deadline; any number of calls may be in flight and their
-// replies may arrive in any order. Every other incoming message (requests,
-// INVALIDATE, PUSH, HEARTBEAT...) goes to the request handler, which answers
-// with Send() using the request's XID.
+// Either end may send requests and receive them. CallAsync() sends a request
+// under a fresh XID and hands over the OK_REPLY or ERR_REPLY with that XID,
+// or the failure at its deadline; any number of calls may be in flight and
+// their replies may arrive in any order. A reply with the MORE flag is one
+// part of the answer to a range request: it is handed over, and the call
+// stays open until the part without it. Every other incoming message
+// (requests, INVALIDATE, PUSH, HEARTBEAT...) goes to the request handler,
+// which answers with Send() using the request's XID.
 //
 // A frame that fails to decode is answered with the matching ERR_REPLY and
 // the stream goes on; a frame whose length is impossible closes the
@@ -16,14 +18,22 @@
 // The tree protocol depends on it: a grant followed by an INVALIDATE must
 // be seen in that order.
 //
+// Cost: frames queued while a write is under way go out together in one
+// gathered write; block data is never copied into a frame (it is sent from
+// the Bytes it is in), and a large frame is read into a buffer of its own
+// that the blocks cut from it keep alive. Deadlines are kept in one ordered
+// map with one timer for the whole link.
+//
 // Threading: a Connection belongs to one executor (strand or single-threaded
-// io_context); call its methods only from there.
+// io_context); call its methods only from there. Handlers run there too; an
+// exception from one closes the link and is logged, never lost.
 #pragma once
 
 #include <boost/asio.hpp>
 #include <chrono>
 #include <deque>
 #include <functional>
+#include <map>
 #include <memory>
 #include <unordered_map>
 
@@ -38,6 +48,7 @@ using tcp = asio::ip::tcp;
 struct CallResult {
   Status status;  // ok when a reply arrived (which may itself be an ERR_REPLY)
   Message reply;
+  bool final = true;  // false: a part, more of the answer follows
 };
 
 struct ConnectionCounters {
@@ -45,6 +56,7 @@ struct ConnectionCounters {
   uint64_t frames_out = 0;
   uint64_t bytes_in = 0;
   uint64_t bytes_out = 0;
+  uint64_t writes = 0;          // socket writes (each may carry several frames)
   uint64_t bad_frames = 0;      // refused with an ERR_REPLY
   uint64_t late_replies = 0;    // replies whose call had already timed out
   uint64_t timeouts = 0;
@@ -60,11 +72,12 @@ class Connection : public std::enable_shared_from_this<Connection> {
   static std::shared_ptr<Connection> Start(tcp::socket socket, RequestHandler on_request,
                                            CloseHandler on_close = nullptr);
 
-  // Sends `request` with a new XID; `done` runs exactly once: with the
-  // reply, inline as it is read (so in wire order with requests); with
-  // kTimedOut at the deadline; or with kIOError when the connection closes.
+  // Sends `request` with a new XID; `done` runs for each part of the reply,
+  // inline as it is read (so in wire order with requests), and then no more;
+  // or once with kTimedOut at the deadline, or kIOError when the connection
+  // closes.
   void CallAsync(Message request, std::chrono::milliseconds timeout, std::function<void(CallResult)> done);
-  // The same, awaited.
+  // The same, awaited: the final part (or the failure).
   asio::awaitable<CallResult> Call(Message request, std::chrono::milliseconds timeout);
 
   // Queues `m` for sending, in order. Dropped if the connection is closed.
@@ -79,16 +92,24 @@ class Connection : public std::enable_shared_from_this<Connection> {
   size_t pending_calls() const { return pending_.size(); }
 
  private:
+  using Clock = std::chrono::steady_clock;
   struct Pending {
-    explicit Pending(const asio::any_io_executor& ex) : deadline(ex) {}
-    asio::steady_timer deadline;
     std::function<void(CallResult)> done;
+    Clock::time_point deadline;
+    std::string what;  // for the timeout's message
+  };
+  struct OutFrame {
+    std::vector<uint8_t> head;  // the frame up to DATA's bytes
+    Bytes data;                 // DATA's bytes, sent where they are
+    std::vector<uint8_t> tail;  // what follows them
   };
 
   Connection(tcp::socket socket, RequestHandler on_request, CloseHandler on_close);
   asio::awaitable<void> ReadLoop();
   asio::awaitable<void> WriteLoop();
   void Dispatch(Message m);
+  void ArmDeadline();
+  void Expire();
 
   tcp::socket socket_;
   RequestHandler on_request_;
@@ -96,9 +117,12 @@ class Connection : public std::enable_shared_from_this<Connection> {
   std::string peer_;
   bool closed_ = false;
   bool writing_ = false;
-  std::deque<std::vector<uint8_t>> out_;
+  std::deque<OutFrame> out_;
   uint64_t next_xid_ = 1;
-  std::unordered_map<uint64_t, std::shared_ptr<Pending>> pending_;
+  std::unordered_map<uint64_t, Pending> pending_;
+  std::multimap<Clock::time_point, uint64_t> deadlines_;  // -> xid (stale entries are skipped)
+  asio::steady_timer deadline_timer_;
+  Clock::time_point armed_for_ = Clock::time_point::max();
   ConnectionCounters counters_;
 };
 

@@ -1,21 +1,25 @@
-// TreeNode: one node of the tree on the network. It runs a Replica on its
-// own I/O thread, accepts children on a listening socket, keeps one
-// connection to its parent, and carries the Replica's messages over them
-// (net/connection.h). Local reads, writes and flushes may be called from
-// any thread; each waits at most io_timeout and then fails with kTimedOut,
-// so a caller is never left hanging.
+// TreeNode: one node of the tree on the network, whatever its role (a root
+// with or without children, a proxy, a leaf). It runs the protocol engine
+// (core/replica.h) on its own I/O thread, accepts children on a listening
+// socket, keeps one connection to its parent, and carries out the engine's
+// effects: messages over the connections (net/connection.h), the root's
+// store I/O on a pool of worker threads (never on the I/O thread, so a slow
+// disk never delays a heartbeat), local completions to the threads waiting
+// for them.
 //
-// A timer ticks the Replica every 50 ms (heartbeats, failed children).
-// When the link to the parent closes, the node dials the parent again until
-// it is back and joins anew (Replica::Rejoin); children the Replica declares
-// failed have their links closed.
+// It is the ControlPath of the node's Volume (core/volume.h): what the fast
+// path cannot serve is posted to the I/O thread, and the caller waits at
+// most io_timeout, then gets kTimedOut; what it asked for is cancelled.
 //
-// A root given a peer (another root of the same image) runs a RootRole:
-// it asks the peer for a root lease, or answers the peer's asks as its
-// standby, and the Replica serves only while the role allows.
+// A timer ticks the engine every 50 ms. When the link to the parent closes,
+// the node dials again (its grandparent first, then the other places it
+// knows, backing off up to 5 s between rounds) and joins anew; children the
+// engine declares failed have their links closed. A root given a peer runs
+// a RootRole (core/root_role.h) and serves only while the role allows.
 //
-// What it does not do yet: several volumes per node, and a bounded cache
-// below a proxy (copies are kept in the BlockData given to it).
+// Files: tree_node.cc (life, effects, children), parent_link.cc (dialing,
+// joining, reparenting), peer_root.cc (the two roots), local_calls.cc (the
+// ControlPath: waits, deadlines, cancellation).
 #pragma once
 
 #include <atomic>
@@ -30,9 +34,12 @@
 #include <string>
 #include <thread>
 
+#include "core/block_store.h"
+#include "core/control_path.h"
 #include "core/replica.h"
 #include "core/root_role.h"
 #include "core/traffic.h"
+#include "core/tree_status.h"
 #include "net/connection.h"
 
 namespace vshare::net {
@@ -48,165 +55,146 @@ struct TreeNodeOptions {
   // this one starts as its standby (core/root_role.h, doc/failover.md).
   std::string peer;
   bool standby = false;
+  unsigned store_threads = 4;  // the root's store I/O pool
 };
 
-struct TreeNodeCounters {
-  uint64_t children = 0;          // connected now
-  uint64_t requests_served = 0;   // IO_REQUESTs from children
-  uint64_t calls_to_parent = 0;
-  uint64_t calls_to_children = 0;  // INVALIDATEs
-  uint64_t local_ops = 0;
-  uint64_t local_timeouts = 0;
-};
-
-class TreeNode {
+class TreeNode final : public ControlPath {
  public:
-  // `data` holds this node's copies (the root's: its store) and must outlive
-  // the node. cfg.is_root is taken from opts.parent being empty.
-  TreeNode(TreeNodeOptions opts, ReplicaConfig cfg, BlockData* data);
-  ~TreeNode();
+  // `store` is the root's (nullptr below it). cfg.is_root is taken from
+  // opts.parent being empty.
+  TreeNode(TreeNodeOptions opts, ReplicaConfig cfg, std::unique_ptr<BlockStore> store = nullptr);
+  ~TreeNode() override;
   TreeNode(const TreeNode&) = delete;
   TreeNode& operator=(const TreeNode&) = delete;
 
-  // Binds the listener, starts the I/O thread and, below the root, connects
-  // to the parent and joins the volume (CONNECT). Fails with a reason when
-  // the address is taken, the parent cannot be reached in io_timeout, or it
-  // refuses the volume.
+  // Binds the listener, starts the threads and, below the root, connects to
+  // the parent and joins the volume (CONNECT). Fails with a reason when the
+  // address is taken, the parent cannot be reached in io_timeout, or it
+  // refuses the volume. After it succeeds, table() is the node's table.
   Status Start();
-  // Closes every connection and stops the thread. Pending local operations
-  // fail. Idempotent.
+  // Tells the parent we are going, closes every connection and stops the
+  // threads. Pending local operations fail. Idempotent.
   void Stop();
 
   uint16_t port() const { return port_; }
-  uint64_t volume_size() const;
-  uint32_t block_size() const;
+  BlockTable* table() const { return table_.load(); }
+  const std::string& volume_name() const { return cfg_name_; }
 
-  Status Read(uint64_t block, std::vector<uint8_t>* out);
-  Status Write(uint64_t block, size_t offset, std::span<const uint8_t> data);
-  // Sends the block's data (if this node holds it dirty) to the root,
-  // keeping a READ copy.
-  Status Flush(uint64_t block);
-  // A sync barrier (Replica::SyncLocal): returns once everything written
-  // through this node, and whatever recalls moved into its ancestors, is
-  // durable in the root's store.
-  Status Sync();
+  // ---- ControlPath ----
+  Status Run(std::span<BlockOp> ops) override;
+  Status Forward(std::span<const uint64_t> blocks) override;
+  Status FlushDurable(std::span<const uint64_t> blocks) override;
+  void Prefetch(uint64_t first, uint64_t count) override;
+  Status Sync() override;
+  Status DropAll() override;
+  Status AcquireWriterLease(bool shared) override;
+  Status ReleaseWriterLease(bool shared) override;
+  void AddStats(VolumeStats* s) const override;
 
-  // The writer lease (Replica::AcquireLeaseLocal): kBusy when another node
-  // holds an incompatible one. Release always succeeds here.
-  Status AcquireLease(bool shared);
-  Status ReleaseLease(bool shared);
-  // What this node's own opens hold: kNone, kRead (shared), kWrite.
-  Perm lease() const { return static_cast<Perm>(lease_.load()); }
-
-  // One local operation of a batch: a read of `block` (data empty), or a
-  // write of `data` at `offset` within it.
-  struct BlockOp {
-    uint64_t block = 0;
-    bool write = false;
-    size_t offset = 0;
-    std::vector<uint8_t> data;  // written, or (for a read) filled in
-  };
-  // Runs the operations concurrently (each block's in order); the first
-  // failure is returned. Bounded by io_timeout as a whole. With
-  // `forward_writes` (semi-sync), each written block is then FORWARDed to
-  // the parent before the batch completes.
-  Status RunBatch(std::vector<BlockOp>* ops, bool forward_writes = false);
-  // Gives back every block held here (Replica::DropAllLocal).
-  Status DropAll();
-
-  TreeNodeCounters counters() const;
-  TrafficSnapshot traffic() const { return traffic_.Snapshot(); }
-  // As of the last tick (at most 50 ms old).
-  LeaseInfo lease_info() const;
-  void ResetTraffic() { traffic_.Reset(); }
-  // Where each connected child connects from (HOST:PORT), for status.
-  std::vector<std::string> child_addresses() const;
-  // The parent this node is joined to now (it changes on reparenting), and
-  // where it would turn if that one failed.
-  std::string parent_address() const;
-  std::vector<std::string> upstream() const;
-  uint64_t reparents() const { return reparents_; }
-  // With a peer root: this root's role ("active", "standby", ...), and how
-  // long its root lease has left (-1: none bounds it). Empty without one.
-  std::string root_role() const;
-  int64_t root_lease_ms_left() const;
   // Moves this node under `address` on purpose: a sync barrier first (so
   // nothing is left that only this node has), then the old link is dropped
   // and the node joins `address`. Fails, staying or ending up wherever it
   // could join, when `address` cannot be joined within io_timeout.
   Status Reparent(const std::string& address);
 
+  // The latest snapshot (traffic and the listening port filled in now).
+  TreeStatus status() const;
+  TrafficSnapshot traffic() const { return traffic_.Snapshot(); }
+  void ResetTraffic() { traffic_.Reset(); }
+
  private:
-  struct Waiter {
+  // A caller waiting for local operations (local_calls.cc).
+  struct Batch {
     std::mutex mu;
     std::condition_variable cv;
-    bool done = false;
-    size_t remaining = 1;  // operations still to complete
-    Status status;         // the first failure
-    std::vector<std::vector<uint8_t>> data;  // per operation
+    size_t remaining = 0;
+    Status status;            // the first failure
+    bool cancelled = false;   // its caller gave up: nothing may be written for it any more
+    std::vector<uint8_t*> outs;  // per operation: where a read's bytes go (nullptr: none)
+    std::vector<std::pair<size_t, size_t>> ranges;  // per operation: offset and length within the block
+    std::vector<uint64_t> ops;   // the engine's operation ids
   };
   using Starter = std::function<uint64_t(Replica&, Time)>;
+  // Starts `starts` on the I/O thread and waits for all of them; `outs` and
+  // `ranges`, when given, say where each read's bytes go.
+  Status RunLocal(std::vector<Starter> starts, std::vector<uint8_t*> outs = {},
+                  std::vector<std::pair<size_t, size_t>> ranges = {});
+  void Complete(LocalDone& d);
 
-  Status RunLocal(std::vector<Starter> starts, std::vector<std::vector<uint8_t>>* outs);
-  void Drain();  // on the I/O thread: carry out what the Replica queued
+  // tree_node.cc
+  void Drain();  // on the I/O thread: carry out what the engine queued
   void Route(Outgoing o);
+  void RunStore(StoreOp op);
   asio::awaitable<void> AcceptLoop();
-  asio::awaitable<void> ConnectParent(std::shared_ptr<Waiter> joined);
-  // Dials the parent until `give_up` (retrying every 200 ms); an empty
-  // optional when it could not, with *why set.
-  asio::awaitable<std::optional<tcp::socket>> DialParent(const std::string& address,
-                                                         std::chrono::steady_clock::time_point give_up,
-                                                         std::string* why, const char* what = "parent");
-  void AttachParent(tcp::socket socket, const std::string& address);
-  // Where to try next after losing the parent: a requested one first, then
-  // the lost parent's ancestors, the fallbacks, and the lost parent itself.
-  std::vector<std::string> Candidates() const;
-  // After the parent link closed: dial again until joined (or stopped).
-  asio::awaitable<void> Reconnect();
   asio::awaitable<void> TickLoop();
-  // The root with a peer: asks it for the root lease (RootRole::Asks).
+  void Publish();
+  // Runs a coroutine on the I/O thread; an exception that escapes it is
+  // logged (and, for the loops the node lives by, stops it loudly).
+  void Spawn(asio::awaitable<void> a, const char* what);
+
+  // parent_link.cc
+  asio::awaitable<void> ConnectParent();
+  // Dials the parent until `give_up`; an empty optional when it could not,
+  // with *why and *code set.
+  asio::awaitable<std::optional<tcp::socket>> Dial(const std::string& address,
+                                                   std::chrono::steady_clock::time_point give_up, std::string* why,
+                                                   Status::Code* code, const char* what = "parent");
+  void AttachParent(tcp::socket socket, const std::string& address);
+  asio::awaitable<void> Reconnect();
+  void FinishJoin();
+
+  // peer_root.cc
   asio::awaitable<void> PeerLoop();
-  // A peer root's ask (a CONNECT with IS_ROOT) on link `link`.
   void AnswerPeer(LinkId link, const std::shared_ptr<Connection>& conn, const Message& m);
-  // After the role may have changed: the Replica's authority follows it.
   void ApplyRole(Time now);
+  // A standby that unmounts tells the active root (which then serves on
+  // without a root lease); waits at most a second.
+  void TellPeerLeaving();
+
   static Time Now() { return std::chrono::steady_clock::now(); }
 
   TreeNodeOptions opts_;
-  BlockData* data_;
+  const std::string cfg_name_;
+  std::unique_ptr<BlockStore> store_;
   Replica replica_;
+  std::atomic<BlockTable*> table_{nullptr};
   asio::io_context io_;
   asio::executor_work_guard<asio::io_context::executor_type> work_;
   tcp::acceptor acceptor_;
   std::thread thread_;
+  std::unique_ptr<asio::thread_pool> store_pool_;
   uint16_t port_ = 0;
   std::atomic<bool> stopped_{false};
-  std::atomic<uint8_t> lease_{0};  // replica_.lease(), as of the last Drain
-  std::atomic<bool> replica_connected_{false};  // likewise
-  std::atomic<uint64_t> reparents_{0};
 
   // I/O thread only.
   std::shared_ptr<Connection> parent_;
   std::map<LinkId, std::shared_ptr<Connection>> children_;
   LinkId next_link_ = 1;
-  std::map<uint64_t, std::pair<std::shared_ptr<Waiter>, size_t>> waiters_;  // op -> waiter, index
-  std::shared_ptr<Waiter> join_waiter_;
+  std::map<uint64_t, std::pair<std::shared_ptr<Batch>, size_t>> waiting_;  // op -> caller, index
   bool reconnecting_ = false;
-  std::string current_parent_;    // guarded by counters_mu_ (written on the I/O thread)
-  std::vector<std::string> upstream_copy_;  // guarded by counters_mu_
-  std::string preferred_parent_;  // I/O thread: Reparent's target
-  std::optional<RootRole> role_;  // I/O thread; with a peer only
-  std::shared_ptr<Connection> peer_conn_;  // I/O thread: our asks go here
-  std::set<LinkId> peer_links_;   // I/O thread: accepted links a peer asks on
-  std::string role_copy_;         // guarded by counters_mu_
-  int64_t root_lease_left_ = -1;  // guarded by counters_mu_
-  boost::system::error_code ignored_ec_;
+  std::string current_parent_;
+  std::string preferred_parent_;  // Reparent's target
+  std::optional<RootRole> role_;  // with a peer only
+  std::shared_ptr<Connection> peer_conn_;  // our asks go here
+  std::set<LinkId> peer_links_;   // accepted links a peer asks on
+  std::map<LinkId, std::string> child_addresses_;
+  uint64_t reparents_ = 0;
+  uint64_t requests_served_ = 0, calls_to_parent_ = 0, calls_to_children_ = 0;
+  std::string role_text_;
+  int64_t root_lease_left_ = -1;
 
-  mutable std::mutex counters_mu_;
-  TreeNodeCounters counters_;  // guarded by counters_mu_
-  std::map<LinkId, std::string> child_addresses_;  // guarded by counters_mu_
+  // Joining at Start.
+  std::mutex join_mu_;
+  std::condition_variable join_cv_;
+  bool join_done_ = false;  // guarded by join_mu_
+  Status join_status_;      // guarded by join_mu_
+  bool joining_ = false;    // I/O thread: the first join is under way
+
+  std::atomic<uint64_t> local_ops_{0}, local_timeouts_{0};
+  std::atomic<uint64_t> store_reads_{0}, store_writes_{0};
   TrafficCounters traffic_;
-  LeaseInfo lease_info_;  // guarded by counters_mu_
+  mutable std::mutex status_mu_;
+  std::shared_ptr<const TreeStatus> status_;  // guarded by status_mu_
 };
 
 }  // namespace vshare::net

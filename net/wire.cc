@@ -294,7 +294,7 @@ DecodeResult Decode(std::span<const uint8_t> in, Message* out, size_t* consumed,
   return DecodeResult::kGood;
 }
 
-bool Encode(const Message& m, std::vector<uint8_t>* out) {
+bool EncodeAround(const Message& m, std::vector<uint8_t>* head, std::vector<uint8_t>* tail) {
   if (!WithinLimits(m)) return false;
   std::vector<uint8_t> params;
   if (m.volume_name) PutParam(&params, ParamType::kVolumeName, reinterpret_cast<const uint8_t*>(m.volume_name->data()), m.volume_name->size());
@@ -328,23 +328,36 @@ bool Encode(const Message& m, std::vector<uint8_t>* out) {
     PutBytes(&params, ParamType::kVersions, vs);
   }
   if (m.mask) PutBytes(&params, ParamType::kMask, *m.mask);
-  if (m.data) PutBytes(&params, ParamType::kData, *m.data);
-
+  const size_t data_len = m.data ? m.data->size() : 0;
+  if (m.data) {  // DATA goes last: its bytes follow *head, untouched
+    WriteBE(&params, static_cast<uint16_t>(ParamType::kData), 2);
+    WriteBE(&params, data_len, 4);
+  }
+  tail->clear();
   uint16_t flags = m.flags;
   if (!params.empty()) {
     flags |= msg_flags::kParams;
-    PutParam(&params, ParamType::kEndMsg, nullptr, 0);
+    PutParam(tail, ParamType::kEndMsg, nullptr, 0);
   } else {
     flags &= static_cast<uint16_t>(~msg_flags::kParams);
   }
-  out->reserve(out->size() + kLengthPrefix + kHeaderSize + params.size());
-  WriteBE(out, kHeaderSize + params.size(), 4);
-  out->push_back(static_cast<uint8_t>(m.opcode));
-  out->push_back(m.hops_left);
-  WriteBE(out, flags, 2);
-  out->insert(out->end(), m.originator.begin(), m.originator.end());
-  WriteBE(out, m.xid, 8);
-  out->insert(out->end(), params.begin(), params.end());
+  head->reserve(head->size() + kLengthPrefix + kHeaderSize + params.size());
+  WriteBE(head, kHeaderSize + params.size() + data_len + tail->size(), 4);
+  head->push_back(static_cast<uint8_t>(m.opcode));
+  head->push_back(m.hops_left);
+  WriteBE(head, flags, 2);
+  head->insert(head->end(), m.originator.begin(), m.originator.end());
+  WriteBE(head, m.xid, 8);
+  head->insert(head->end(), params.begin(), params.end());
+  return true;
+}
+
+bool Encode(const Message& m, std::vector<uint8_t>* out) {
+  std::vector<uint8_t> head, tail;
+  if (!EncodeAround(m, &head, &tail)) return false;
+  out->insert(out->end(), head.begin(), head.end());
+  if (m.data) out->insert(out->end(), m.data->begin(), m.data->end());
+  out->insert(out->end(), tail.begin(), tail.end());
   return true;
 }
 

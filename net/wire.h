@@ -59,6 +59,9 @@ DecodeResult Decode(std::span<const uint8_t> in, Message* out, size_t* consumed,
 // encoder refuses them (returns false, appends nothing) rather than send a
 // frame every peer would reject.
 bool Encode(const Message& m, std::vector<uint8_t>* out);
+// The same frame in three pieces, so that DATA's bytes need not be copied:
+// *head (appended to), then m.data's bytes, then *tail (replaced).
+bool EncodeAround(const Message& m, std::vector<uint8_t>* head, std::vector<uint8_t>* tail);
 
 // The ERR_REPLY that answers a refused frame.
 Message ErrorReply(const DecodeError& err);

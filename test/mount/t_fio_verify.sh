@@ -14,9 +14,9 @@ mp=$WORK/mnt
 start_node "$mp" --export vol="$img" --cache-size 4M --cache-ways 4 --flush-interval 0 || exit 1
 
 job() {
-  fio --name=verify --filename="$1" --ioengine=libaio --direct=1 --iodepth=8 --numjobs=4 \
+  (cd "$WORK" && fio --name=verify --filename="$1" --ioengine=libaio --direct=1 --iodepth=8 --numjobs=4 \
     --size=12M --offset_increment=16M --rw=randwrite --bsrange=512-64k --blockalign=512 \
-    --verify=crc32c --verify_fatal=1 --verify_state_save=0 --randseed=4242 --group_reporting --output="$WORK/$2.fio.log" "${@:3}"
+    --verify=crc32c --verify_fatal=1 --verify_state_save=0 --randseed=4242 --group_reporting --output="$WORK/$2.fio.log" "${@:3}")
 }
 check "fio writes 48 MiB through the mount" job "$mp/vol.img" write --do_verify=0
 check "the cache evicted under load" [ "$(stat_of "$mp" volumes.vol.cache.evictions)" -gt 1000 ]
@@ -29,5 +29,5 @@ start_node "$mp" --export vol="$img" --cache-size 1M --cache-ways 4 || exit 1
 check "fio verifies it all again through a fresh mount" job "$mp/vol.img" reread --verify_only
 check "vshare umount succeeds again" stop_node "$mp"
 # fio saves verify state in its working directory unless told not to.
-check "fio left no verify state file in $PWD" bash -c '! compgen -G "*verify.state" >/dev/null'
+check "fio left no verify state file behind" bash -c "! compgen -G '$WORK/*verify.state' >/dev/null"
 finish

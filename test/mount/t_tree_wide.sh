@@ -71,7 +71,7 @@ check "proxy 2 passed them down to both its leaves" [ "$(stat_of "$WORK/p2" tree
 for l in 2 3 4; do
   check "leaf $l received invalidations" [ "$(stat_of "$WORK/l$l" tree.traffic.invalidations_received)" -ge 1 ]
 done
-check "leaf 1 asked for WRITE on blocks it held (LOCK)" [ "$(stat_of "$WORK/l1" tree.traffic.sent.LOCK 0)" -ge 16 ]
+check "leaf 1 asked for WRITE on blocks it held (LOCK)" [ "$(stat_of "$WORK/l1" tree.traffic.sent_blocks.LOCK 0)" -ge 16 ]
 check "no node answered an error" bash -c 'for n in root p1 p2 l1 l2 l3 l4; do
   [ "$(python3 -c "import json,sys; print(json.load(open(sys.argv[1]))[\"tree\"][\"traffic\"][\"errors_sent\"])" "'"$WORK"'/$n/.vshare/stats")" = "{}" ] || exit 1; done'
 

@@ -37,7 +37,7 @@ check "sync: nothing is left dirty in the proxy" [ "$(proxy_dirty)" = 0 ]
 head -c 65536 /dev/urandom >"$WORK/m"
 write_at semi-sync "$WORK/m" 3
 check "semi-sync: the proxy holds the 16 blocks (dirty) when the write returns" [ "$(proxy_dirty)" = 16 ]
-check "semi-sync: they came as FORWARDs" [ "$(stat_of "$WORK/proxy" tree.traffic.served.FORWARD 0)" = 16 ]
+check "semi-sync: they came as FORWARDs" [ "$(stat_of "$WORK/proxy" tree.traffic.served_blocks.FORWARD 0)" = 16 ]
 check "semi-sync: the root's file does not have them" bash -c "! cmp -s '$WORK/m' <(tail -c +$((3 * 65536 + 1)) '$img' | head -c 65536)"
 check "semi-sync: the leaf holds them clean" [ "$(stat_of "$WORK/semi-sync" volumes.vol.dirty_blocks)" = 0 ]
 check "fsync on the semi-sync leaf" python3 -c "import os; fd = os.open('$WORK/semi-sync/vol.img', os.O_RDWR); os.fsync(fd)"
@@ -47,10 +47,10 @@ check "and the proxy holds nothing dirty" [ "$(proxy_dirty)" = 0 ]
 head -c 65536 /dev/urandom >"$WORK/m2"
 write_at semi-sync "$WORK/m2" 7
 check "semi-sync: a second write sits in the proxy" [ "$(proxy_dirty)" = 16 ]
-forwards=$(stat_of "$WORK/semi-sync" tree.traffic.sent.FORWARD)
+forwards=$(stat_of "$WORK/semi-sync" tree.traffic.sent_blocks.FORWARD)
 root_in=$(stat_of "$WORK/root" tree.traffic.bytes_from_children)
 check "the semi-sync leaf drops its cache" "$VSHARE" ctl "$WORK/semi-sync" drop-cache
-check "which first sent 16 FORWARDs without data" [ "$(stat_of "$WORK/semi-sync" tree.traffic.sent.FORWARD)" = $((forwards + 16)) ]
+check "which first sent 16 FORWARDs without data" [ "$(stat_of "$WORK/semi-sync" tree.traffic.sent_blocks.FORWARD)" = $((forwards + 16)) ]
 check "so the proxy passed the blocks up to the root" [ "$(stat_of "$WORK/root" tree.traffic.bytes_from_children)" = $((root_in + 65536)) ]
 check "and holds nothing dirty" [ "$(proxy_dirty)" = 0 ]
 leaf_in=$(stat_of "$WORK/semi-sync" tree.traffic.bytes_from_parent)

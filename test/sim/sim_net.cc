@@ -1,27 +1,30 @@
-#include "core/sim_net.h"
+#include "test/sim/sim_net.h"
+
+#include "core/store_io.h"
 
 namespace vshare {
 
 Replica& SimNet::AddRoot(const std::string& name, ReplicaConfig cfg) {
   SimNode& n = nodes_[name];
+  n.name = name;
   cfg.is_root = true;
   n.store = std::make_unique<MemStore>(cfg.volume_size, cfg.block_size);
-  n.store_data = std::make_unique<StoreBlockData>(n.store.get());
-  n.replica = std::make_unique<Replica>(cfg, n.store_data.get());
+  n.faults = std::make_unique<FaultStore>(n.store.get());
+  n.replica = std::make_unique<Replica>(cfg);
   return *n.replica;
 }
 
 Replica& SimNet::AddNode(const std::string& name, ReplicaConfig cfg, const std::string& parent,
                          std::chrono::milliseconds latency) {
-  SimNode& p = nodes_.at(parent);
+  SimNode& p = node(parent);
   SimNode& n = nodes_[name];
+  n.name = name;
   n.parent = parent;
   n.latency = latency;
   n.link_at_parent = p.next_link++;
   p.children[n.link_at_parent] = name;
-  n.copies = std::make_unique<MapBlockData>();
   cfg.is_root = false;
-  n.replica = std::make_unique<Replica>(cfg, n.copies.get());
+  n.replica = std::make_unique<Replica>(cfg);
   return *n.replica;
 }
 
@@ -31,18 +34,20 @@ std::chrono::milliseconds SimNet::Latency(const std::string& a, const std::strin
 }
 
 void SimNet::Collect(const std::string& name) {
-  SimNode& n = nodes_.at(name);
-  for (LinkId c : n.replica->TakeFailedChildren()) {
+  SimNode& n = node(name);
+  Effects e = n.replica->TakeEffects();
+  if (e.empty()) return;
+  for (LinkId c : e.close_children) {
     auto it = n.children.find(c);
     if (it != n.children.end()) CloseLink(name, std::string(it->second));  // a copy: the entry goes
   }
-  for (LocalDone& d : n.replica->TakeLocalDone()) {
+  for (LocalDone& d : e.done) {
     n.done[d.op] = d.status;
-    if (!d.data.empty()) n.reads[d.op] = d.data;
+    if (!d.data.empty()) n.reads[d.op] = d.data.ToVector();
     if (on_done) on_done(name, d);
   }
   std::vector<uint64_t> unroutable;  // calls on links that are closed
-  for (Outgoing& o : n.replica->TakeOutbox()) {
+  for (Outgoing& o : e.messages) {
     if (!o.to_parent && !n.children.count(o.child)) {
       if (o.kind == Outgoing::Kind::kCall) unroutable.push_back(o.call_id);
       continue;
@@ -68,47 +73,57 @@ void SimNet::Collect(const std::string& name) {
     if (!d.heartbeat) ++busy_;
     in_flight_.emplace(now_ + Latency(name, d.to), std::move(d));
   }
-  for (uint64_t call : unroutable) {
-    n.replica->OnReply(call, Status::IOError("child is gone (simulated)"), {}, now_);
-    Collect(name);
+  // The root's store, at once.
+  std::vector<std::pair<uint64_t, Status>> stored;
+  for (const StoreOp& op : e.store) stored.push_back({op.id, RunStoreOp(op, n.replica->table(), n.faults.get())});
+  for (uint64_t call : unroutable) n.replica->OnReply(call, Status::IOError("child is gone (simulated)"), {}, now_);
+  for (const auto& [id, st] : stored) n.replica->OnStoreDone(id, st, now_);
+  if (e.drop_parent && !n.parent.empty() && !nodes_.at(n.parent).down &&
+      nodes_.at(n.parent).children.count(n.link_at_parent)) {
+    nodes_.at(n.parent).replica->OnChildGone(n.link_at_parent, now_);
+    CloseLink(n.parent, name);
   }
+  if (!unroutable.empty() || !stored.empty()) Collect(name);
 }
 
 void SimNet::Deliver(const Delivery& d) {
   if (!d.heartbeat) --busy_;
-  SimNode& n = nodes_.at(d.to);
+  SimNode& n = node(d.to);
   if (n.down) return;  // lost
+  ++deliveries_;
+  ++n.delivered;
+  if (d.msg.data) n.data_in += d.msg.data->size();
   const bool is_reply = d.msg.opcode == Opcode::kOkReply || d.msg.opcode == Opcode::kErrReply;
   bool heartbeat = d.msg.opcode == Opcode::kHeartbeat;
   if (is_reply) {
     auto it = calls_.find({d.to, d.msg.xid});
     heartbeat = it != calls_.end() && it->second.heartbeat;
   }
-  if (!heartbeat) log_.push_back(d.from + "->" + d.to + " " + Summary(d.msg));
+  if (!heartbeat && logging_) log_.push_back(d.from + "->" + d.to + " " + Summary(d.msg));
   if (is_reply) {
     auto it = calls_.find({d.to, d.msg.xid});
     if (it != calls_.end()) {
-      uint64_t call = it->second.call_id;
-      calls_.erase(it);
+      const uint64_t call = it->second.call_id;
+      if (!(d.msg.flags & msg_flags::kMore)) calls_.erase(it);  // the last part ends the call
       n.replica->OnReply(call, Status::Ok(), d.msg, now_);
     }
   } else if (d.from_parent) {
     n.replica->OnParentMessage(d.msg, now_);
   } else {
-    n.replica->OnChildMessage(nodes_.at(d.from).link_at_parent, d.msg, now_);
+    n.replica->OnChildMessage(node(d.from).link_at_parent, d.msg, now_);
   }
   Collect(d.to);
 }
 
 void SimNet::SetDown(const std::string& name, bool down) {
-  SimNode& n = nodes_.at(name);
+  SimNode& n = node(name);
   n.down = down;
   if (!down && n.link_lost) Reconnect(name);
 }
 
 void SimNet::MoveTo(const std::string& child, const std::string& new_parent) {
-  SimNode& c = nodes_.at(child);
-  SimNode& old = nodes_.at(c.parent);
+  SimNode& c = node(child);
+  SimNode& old = node(c.parent);
   if (!old.down && old.children.count(c.link_at_parent)) {
     old.replica->OnChildGone(c.link_at_parent, now_);
     CloseLink(c.parent, child, /*reconnect=*/false);
@@ -118,8 +133,8 @@ void SimNet::MoveTo(const std::string& child, const std::string& new_parent) {
 }
 
 void SimNet::CloseLink(const std::string& parent, const std::string& child, bool reconnect) {
-  SimNode& p = nodes_.at(parent);
-  SimNode& c = nodes_.at(child);
+  SimNode& p = node(parent);
+  SimNode& c = node(child);
   p.children.erase(c.link_at_parent);
   for (auto it = in_flight_.begin(); it != in_flight_.end();) {
     const Delivery& d = it->second;
@@ -134,9 +149,9 @@ void SimNet::CloseLink(const std::string& parent, const std::string& child, bool
   for (const auto& [key, call] : calls_)
     if ((key.first == parent && call.to == child) || (key.first == child && call.to == parent)) cut.push_back(key);
   for (const auto& key : cut) {
-    uint64_t call = calls_.at(key).call_id;
+    const uint64_t call = calls_.at(key).call_id;
     calls_.erase(key);
-    SimNode& caller = nodes_.at(key.first);
+    SimNode& caller = node(key.first);
     if (!caller.down) caller.replica->OnReply(call, Status::IOError("link closed (simulated)"), {}, now_);
   }
   c.link_lost = reconnect;
@@ -145,7 +160,7 @@ void SimNet::CloseLink(const std::string& parent, const std::string& child, bool
 }
 
 void SimNet::Kill(const std::string& name) {
-  SimNode& n = nodes_.at(name);
+  SimNode& n = node(name);
   n.down = true;
   for (auto it = in_flight_.begin(); it != in_flight_.end();) {
     if (it->second.from == name || it->second.to == name) {
@@ -159,27 +174,27 @@ void SimNet::Kill(const std::string& name) {
   for (const auto& [key, call] : calls_)
     if (call.to == name || key.first == name) cut.push_back(key);
   for (const auto& key : cut) {
-    uint64_t call = calls_.at(key).call_id;
+    const uint64_t call = calls_.at(key).call_id;
     calls_.erase(key);
     if (key.first == name) continue;
-    nodes_.at(key.first).replica->OnReply(call, Status::IOError("link closed (simulated)"), {}, now_);
+    node(key.first).replica->OnReply(call, Status::IOError("link closed (simulated)"), {}, now_);
     Collect(key.first);
   }
   if (!n.parent.empty()) {
-    SimNode& p = nodes_.at(n.parent);
+    SimNode& p = node(n.parent);
     p.children.erase(n.link_at_parent);
     p.replica->OnChildGone(n.link_at_parent, now_);
     Collect(n.parent);
   }
   for (const auto& [link, child] : std::map(n.children)) {
-    nodes_.at(child).replica->OnParentLost(now_);
+    node(child).replica->OnParentLost(now_);
     Collect(child);
   }
 }
 
 void SimNet::Reconnect(const std::string& child) {
-  SimNode& c = nodes_.at(child);
-  SimNode& p = nodes_.at(c.parent);
+  SimNode& c = node(child);
+  SimNode& p = node(c.parent);
   c.link_lost = false;
   c.replica->OnParentLost(now_);
   c.link_at_parent = p.next_link++;
@@ -208,16 +223,16 @@ void SimNet::TickUntil(Time t) {
 
 void SimNet::ExpireCalls() {
   while (!timeouts_.empty() && timeouts_.begin()->first <= now_) {
-    auto [node, xid] = timeouts_.begin()->second;
+    auto [name, xid] = timeouts_.begin()->second;
     timeouts_.erase(timeouts_.begin());
-    auto it = calls_.find({node, xid});
+    auto it = calls_.find({name, xid});
     if (it == calls_.end()) continue;  // answered
-    uint64_t call = it->second.call_id;
+    const uint64_t call = it->second.call_id;
     calls_.erase(it);
-    SimNode& n = nodes_.at(node);
+    SimNode& n = node(name);
     if (n.down) continue;
     n.replica->OnReply(call, Status::TimedOut("no answer (simulated)"), {}, now_);
-    Collect(node);
+    Collect(name);
   }
 }
 
@@ -271,12 +286,16 @@ std::string SimNet::Summary(const Message& m) {
   if (m.volume_name) s += " name=" + *m.volume_name;
   if (m.volume_id) s += " vol=" + std::to_string(*m.volume_id);
   if (m.block_num) s += " block=" + std::to_string(*m.block_num);
+  if (m.count) s += " count=" + std::to_string(*m.count);
   if (m.permissions) s += std::string(" perm=") + kPerm[static_cast<int>(*m.permissions)];
   if (m.ttl_ms) s += " ttl=" + std::to_string(*m.ttl_ms);
   if (m.hb_ttl_ms) s += " hb_ttl=" + std::to_string(*m.hb_ttl_ms);
   if (m.data) s += " data";
-  if (m.opcode == Opcode::kIoRequest && m.version.value_or(0) != 0) s += " version";  // revalidating a kept copy
+  if (m.mask) s += " mask";
+  if (m.opcode == Opcode::kIoRequest && (m.version.value_or(0) != 0 || m.versions))
+    s += " version";  // revalidating a kept copy
   if (m.status) s += std::string(" status=") + WireStatusName(*m.status);
+  if (m.flags & msg_flags::kMore) s += " more";
   return s;
 }
 

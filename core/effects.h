@@ -1,0 +1,77 @@
+// Effects: what the protocol engine (core/replica.h) asks the world to do.
+//
+// The engine never does I/O itself. Each event it is given may leave some
+// effects behind, which the caller takes with Replica::TakeEffects() and
+// carries out: net/tree_node.cc over TCP and a worker pool, and the
+// simulation (test/sim/sim_net.cc) in process. Both read this one contract:
+//
+//  - messages: in order per destination. A kCall expects an answer, given
+//    back with Replica::OnReply(call_id, ...): the reply (a range request may
+//    be answered in several parts, each delivered as it comes), or the
+//    failure (timeout, link closed). A kSend is a reply or a notification.
+//  - store: the root's store I/O, run off the engine's thread; each
+//    completes with Replica::OnStoreDone(id, status).
+//  - done: local operations that completed.
+//  - close_children: child links to close (children declared failed).
+//  - drop_parent: the parent stopped answering; close its link, look for
+//    another.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <vector>
+
+#include "core/bytes.h"
+#include "core/coherence.h"
+#include "core/message.h"
+#include "core/status.h"
+
+namespace vshare {
+
+using Time = std::chrono::steady_clock::time_point;
+
+// One message the node must send.
+struct Outgoing {
+  enum class Kind { kCall, kSend };
+  Kind kind = Kind::kSend;
+  bool to_parent = false;
+  LinkId child = 0;  // the destination when !to_parent
+  uint64_t call_id = 0;
+  Message msg;
+  // A kCall that must fail by then if unanswered; 0: the transport's
+  // default (io_timeout).
+  std::chrono::milliseconds timeout{0};
+};
+
+// Store I/O at the root, on `count` blocks from `first`.
+struct StoreOp {
+  enum class Kind {
+    kRead,   // into the table's slots of those blocks (marked busy meanwhile)
+    kWrite,  // `data` (count whole blocks) to the store
+    kSync,   // make every completed write durable
+  };
+  uint64_t id = 0;
+  Kind kind = Kind::kRead;
+  uint64_t first = 0;
+  uint32_t count = 0;
+  Bytes data;
+};
+
+struct LocalDone {
+  uint64_t op = 0;
+  Status status;
+  Bytes data;  // ReadLocal: the block as of the grant
+};
+
+struct Effects {
+  std::vector<Outgoing> messages;
+  std::vector<StoreOp> store;
+  std::vector<LocalDone> done;
+  std::vector<LinkId> close_children;
+  bool drop_parent = false;
+  bool empty() const {
+    return messages.empty() && store.empty() && done.empty() && close_children.empty() && !drop_parent;
+  }
+};
+
+}  // namespace vshare

@@ -1,0 +1,297 @@
+// FLUSH: a WRITE holder's bytes go toward the root (001, Example Four).
+// Also the semi-sync FORWARD, both ways, and DropAll's one block.
+#include "core/conversions.h"
+#include "core/log.h"
+#include "core/replica.h"
+#include "core/request_check.h"
+
+namespace vshare {
+
+bool Replica::DurableIfForced(uint64_t block, Job& j) {
+  if (!cfg_.is_root || j.durable) return true;
+  const bool forced = (j.flags & msg_flags::kForceSync) != 0;
+  if (!forced && !cfg_.write_through) return true;
+  StartDurability({block}, 0, block, /*sync=*/forced);
+  return false;
+}
+
+bool Replica::AdvanceFlush(uint64_t block, Job& j, FlushJob& f, Time now) {
+  if (f.stage == FlushJob::Stage::kStart) {
+    if (!f.own && GrantOf(block, j.from) != Perm::kWrite) {
+      // The sender's WRITE was already recalled, and its data came back with
+      // the recall; this older copy must not overwrite what followed.
+      Message r = ReplyFor(j.reply_xid);
+      r.permissions = WirePerm::kNone;
+      Finish(j, r);
+      return true;
+    }
+    if (f.own) {
+      // Nothing newer here than upstream any more (a recall took it up
+      // since the flush was asked for): done.
+      if (!IsDirty(block)) {
+        Finish(j, ReplyFor(j.reply_xid));
+        return true;
+      }
+      // What we hold, lease or not: dirty data must go up either way (a
+      // parent that reclaimed our grant meanwhile ignores it).
+      f.had = StateOf(block).held;
+      if (f.had != Perm::kWrite) {
+        Fail(j, WireStatus::kBusy, "no WRITE permission to flush block " + std::to_string(block));
+        return true;
+      }
+    }
+    if (!f.own) {
+      PutCopy(block, *f.data, /*dirty=*/true);
+      Changed(block);
+      Store(block, Step(StateOf(block), Event{Event::Kind::kRelease, children_.Find(j.from), f.keep}).next);
+    }
+    if (cfg_.is_root) {
+      f.stage = FlushJob::Stage::kStored;
+    } else {
+      if (j.hops == 0) {
+        Fail(j, WireStatus::kLoopDetected, "hops ran out");
+        return true;
+      }
+      // What this node keeps must cover what its children (and it) still hold.
+      Perm mine = j.from == kLocal ? f.keep : (cfg_.keep_copies ? Perm::kRead : Perm::kNone);
+      if (f.forward) mine = std::max(mine, Held(block, now));  // we pass it on, we do not give it up
+      const BlockState st = StateOf(block);
+      for (uint64_t bits = st.holders; bits; bits &= bits - 1) mine = std::max(mine, st.GrantOf(__builtin_ctzll(bits)));
+      f.asked = mine;
+      // The bytes as they are now: writes queued ahead of this flush have
+      // been applied since it was asked for. Keeping less than WRITE, local
+      // writes stop now, or they would be dirty under a permission the
+      // parent no longer counts.
+      {
+        BlockTable::Locked set = table_->Lock(block);
+        BlockTable::Slot* s = set.Find(block);
+        if (f.own && mine < Perm::kWrite) s->held = mine;
+        f.writes = s->writes;
+        f.data = CopyBytes(*s);
+      }
+      Message up = Upstream(j, IoOp::kFlush, block, mine);
+      up.data = f.data;
+      f.stage = FlushJob::Stage::kSent;
+      CallUpstream(block, j, std::move(up), now);
+      return false;
+    }
+  }
+  if (f.stage == FlushJob::Stage::kStored) {  // the root
+    if (!DurableIfForced(block, j)) return false;
+    if (!j.store_error.ok()) {
+      Fail(j, WireStatus::kBusy, "cannot store block " + std::to_string(block) + ": " + j.store_error.message());
+      return true;
+    }
+    Finish(j, ReplyFor(j.reply_xid));
+    return true;
+  }
+  // kSent.
+  if (f.resend) {  // the request was lost or refused for now: the same again
+    f.resend = false;
+    Message again = Upstream(j, IoOp::kFlush, block, f.asked);
+    again.data = f.data;
+    CallUpstream(block, j, std::move(again), now);
+    return false;
+  }
+  const Message& up = *j.upstream_reply;
+  BlockState st = StateOf(block);
+  if (up.opcode != Opcode::kOkReply) {
+    if (f.own && f.had == Perm::kWrite) {  // nothing was given up after all
+      st.held = Perm::kWrite;
+      Store(block, st);
+    }
+    Fail(j, up.status.value_or(WireStatus::kBusy), "the parent refused the FLUSH");
+    return true;
+  }
+  // The parent may leave us less than we asked to keep (a flush it found
+  // stale, because a recall had already taken our data).
+  st.held = up.permissions ? std::min(f.asked, FromWire(up.permissions, Perm::kNone)) : f.asked;
+  Store(block, st);
+  if (up.ttl_ms) SetExpiry(block, j.sent + std::chrono::milliseconds(*up.ttl_ms));
+  if (st.held == Perm::kNone) {
+    DropCopy(block);
+  } else {
+    BlockTable::Locked set = table_->Lock(block);
+    if (BlockTable::Slot* s = set.Find(block)) set.MarkCleanIf(s, f.writes);
+  }
+  Finish(j, ReplyFor(j.reply_xid));
+  return true;
+}
+
+// ---- Semi-sync ----
+
+void Replica::HandleForward(LinkId child, const Message& m, Time now) {
+  auto refuse = [&](WireStatus st, std::optional<ParamType> param) { SendToChild(child, ErrorReply(m.xid, st, param)); };
+  if (!connected_ || !table_) return refuse(WireStatus::kNoSuchVolume, std::nullopt);
+  if (auto refusal = CheckBlockRequest(m, cfg_.volume_id, block_count(), block_size()))
+    return refuse(refusal->status, refusal->param);
+  if (m.originator == cfg_.self) return refuse(WireStatus::kLoopDetected, std::nullopt);
+  Job j;
+  j.from = child;
+  j.reply_xid = m.xid;
+  j.flags = m.flags;
+  if (auto f = children_.Flags(child); f && (*f & connect_flags::kSyncWrite)) j.flags |= msg_flags::kForceSync;
+  j.hops = m.hops_left;
+  j.originator = m.originator;
+  if (m.data) {
+    j.kind = StoreForwardJob{*m.data};
+  } else {
+    FlushJob f;
+    f.own = true;
+    f.forward = true;
+    f.keep = cfg_.keep_copies ? Perm::kRead : Perm::kNone;
+    j.kind = std::move(f);
+  }
+  Enqueue(*m.block_num, std::move(j), now);
+}
+
+// A child's semi-sync write: the bytes are kept here (dirty) while the
+// child keeps WRITE. Stale when the child's WRITE has been recalled since:
+// the recall's answer brought newer bytes.
+bool Replica::AdvanceStoreForward(uint64_t block, Job& j, StoreForwardJob& s, Time now) {
+  if (!s.stored) {
+    if (GrantOf(block, j.from) != Perm::kWrite) {
+      Message r = ReplyFor(j.reply_xid);
+      r.permissions = WirePerm::kNone;
+      Finish(j, r);
+      return true;
+    }
+    PutCopy(block, s.data, /*dirty=*/true);
+    Changed(block);
+    s.stored = true;
+    if ((j.flags & msg_flags::kForceSync) && !cfg_.is_root) {
+      // A sync writer's FORWARD goes all the way: flush our copy up.
+      FlushJob f;
+      f.own = true;
+      f.forward = true;
+      f.keep = cfg_.keep_copies ? Perm::kRead : Perm::kNone;
+      j.kind = std::move(f);
+      return AdvanceFlush(block, j, *j.as<FlushJob>(), now);
+    }
+  }
+  if (!DurableIfForced(block, j)) return false;
+  if (!j.store_error.ok()) {
+    Fail(j, WireStatus::kBusy, "cannot store block " + std::to_string(block) + ": " + j.store_error.message());
+    return true;
+  }
+  Finish(j, ReplyFor(j.reply_xid));
+  return true;
+}
+
+// Semi-sync, this node's side: the parent gets the bytes, we keep WRITE and
+// stay responsible.
+bool Replica::AdvanceForward(uint64_t block, Job& j, ForwardJob& f, Time now) {
+  if (f.stage == ForwardJob::Stage::kStart) {
+    Message up;
+    {
+      BlockTable::Locked set = table_->Lock(block);
+      BlockTable::Slot* s = set.Find(block);
+      if (!s || !s->dirty || !s->valid) {  // a recall took it up already
+        Finish(j, ReplyFor(0));
+        return true;
+      }
+      f.writes = s->writes;
+      up.data = CopyBytes(*s);
+    }
+    up.opcode = Opcode::kForward;
+    up.volume_id = parent_volume_id_;
+    up.block_num = block;
+    up.flags = j.flags & msg_flags::kForceSync;
+    up.hops_left = cfg_.max_hops;
+    up.originator = cfg_.self;
+    f.stage = ForwardJob::Stage::kSent;
+    CallUpstream(block, j, std::move(up), now);
+    return false;
+  }
+  const Message& up = *j.upstream_reply;
+  if (up.opcode != Opcode::kOkReply) {
+    Fail(j, up.status.value_or(WireStatus::kBusy), "the parent refused the FORWARD of block " + std::to_string(block));
+    return true;
+  }
+  // Writes to the block queue behind this job or wait for it, so the copy
+  // is still what was sent, unless a recall has taken it meanwhile.
+  if (Held(block, now) == Perm::kWrite && IsDirty(block)) {
+    {
+      BlockTable::Locked set = table_->Lock(block);
+      if (BlockTable::Slot* s = set.Find(block)) set.MarkCleanIf(s, f.writes);
+    }
+    if (!IsDirty(block)) SetForwarded(block, true);
+  }
+  Finish(j, ReplyFor(0));
+  return true;
+}
+
+// ---- DropAll, one block ----
+
+// Make sure the bytes live elsewhere, then give the permission back and
+// forget the copy.
+bool Replica::AdvanceDrop(uint64_t block, Job& j, DropJob& d, Time now) {
+  if (cfg_.is_root) {
+    // The root: written back first; kept while a child still holds it.
+    if (d.stage == DropJob::Stage::kStart && IsDirty(block)) {
+      d.stage = DropJob::Stage::kWritten;
+      StartDurability({block}, 0, block);
+      return false;
+    }
+    if (!j.store_error.ok()) {
+      Fail(j, WireStatus::kBusy, "cannot write block " + std::to_string(block) + " back: " + j.store_error.message());
+      return true;
+    }
+    if (StateOf(block).holders == 0 && !IsDirty(block)) DropCopy(block);
+    Finish(j, ReplyFor(0));
+    return true;
+  }
+  if (d.stage == DropJob::Stage::kStart) {
+    if (IsDirty(block)) {  // a FLUSH keeping nothing (Example Four)
+      FlushJob f;
+      f.own = true;
+      f.keep = Perm::kNone;
+      j.kind = std::move(f);
+      return AdvanceFlush(block, j, *j.as<FlushJob>(), now);
+    }
+    d.stage = DropJob::Stage::kRelease;
+    if (Forwarded(block)) {
+      Message up;
+      up.opcode = Opcode::kForward;  // no DATA: pass your copy a level up
+      up.volume_id = parent_volume_id_;
+      up.block_num = block;
+      up.hops_left = cfg_.max_hops;
+      up.originator = cfg_.self;
+      d.stage = DropJob::Stage::kPassedUp;
+      CallUpstream(block, j, std::move(up), now);
+      return false;
+    }
+  }
+  if (d.stage == DropJob::Stage::kPassedUp) {
+    const Message& up = *j.upstream_reply;
+    if (up.opcode != Opcode::kOkReply) {  // keep the copy: it may be the only other one
+      Fail(j, up.status.value_or(WireStatus::kBusy), "the parent could not pass block " + std::to_string(block) + " up");
+      return true;
+    }
+    SetForwarded(block, false);
+    d.stage = DropJob::Stage::kRelease;
+  }
+  if (d.stage == DropJob::Stage::kRelease) {
+    // A proxy keeps what its children still hold.
+    if (StateOf(block).holders != 0) {
+      Finish(j, ReplyFor(0));
+      return true;
+    }
+    if (Held(block, now) == Perm::kNone) {
+      DropCopy(block);
+      Finish(j, ReplyFor(0));
+      return true;
+    }
+    Message up = Upstream(j, IoOp::kLock, block, Perm::kNone);
+    d.stage = DropJob::Stage::kReleased;
+    CallUpstream(block, j, std::move(up), now);
+    return false;
+  }
+  // kReleased: the LOCK NO_PERMS was answered. The copy goes either way; a
+  // parent that missed it only sends an INVALIDATE we answer at once.
+  DropCopy(block);
+  Finish(j, ReplyFor(0));
+  return true;
+}
+
+}  // namespace vshare

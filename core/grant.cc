@@ -1,0 +1,257 @@
+// GET and LOCK: obtaining a permission here (from the parent if this node
+// lacks it), recalling conflicting children's grants, and granting it:
+// to a child, with the bytes it needs, or to local access, moving the
+// local read's or write's bytes at that same instant.
+#include <cstring>
+
+#include "core/conversions.h"
+#include "core/log.h"
+#include "core/replica.h"
+
+namespace vshare {
+
+bool Replica::BlockedByFailed(uint64_t block, Perm want, LinkId except) const {
+  if (!child_leases_.any_failed()) return false;
+  uint64_t failed = 0;
+  for (const auto& [child, until] : child_leases_.failed())
+    if (child != except) failed |= children_.MaskOf(child);
+  const BlockState st = StateOf(block);
+  for (uint64_t bits = st.holders & failed; bits; bits &= bits - 1)
+    if (want == Perm::kWrite || st.GrantOf(__builtin_ctzll(bits)) == Perm::kWrite) return true;
+  return false;
+}
+
+// Whether the job needs the block's bytes here, not just the permission.
+static bool NeedsBytes(const GrantJob& g, uint32_t block_size) {
+  switch (g.local) {
+    case GrantJob::Local::kNone: return g.op == IoOp::kGet;
+    case GrantJob::Local::kWrite: return !(g.offset == 0 && g.data && g.data->size() == block_size);
+    default: return true;
+  }
+}
+
+bool Replica::AdvanceGrant(uint64_t block, Job& j, GrantJob& g, Time now) {
+  const bool local = j.from == kLocal;
+  if (local && j.cancelled) return true;  // its caller gave up: nothing to do
+  if (g.local == GrantJob::Local::kWrite && j.durable) {  // write-through: the store has it now
+    CompleteLocalOp(j.local_op, j.store_error.ok() ? Status::Ok() : j.store_error);
+    return true;
+  }
+  if (!LeaseValid(now)) {  // every copy from the parent is indeterminate: renew first
+    if (!parent_lease_.heartbeat_in_flight()) SendHeartbeat(now);
+    return false;  // PumpAll once renewed
+  }
+  if (BlockedByFailed(block, g.want, j.from)) {
+    if (local) return false;  // Tick pumps it when the failed child's grants go
+    Fail(j, WireStatus::kInRecovery, "block " + std::to_string(block) + " waits for a failed child's lease");
+    return true;
+  }
+  BlockState state = StateOf(block);
+  state.held = Held(block, now);
+  const ChildIndex who = local ? kLocalIndex : children_.IndexOf(j.from);
+  if (who == kNoIndex) {
+    Fail(j, WireStatus::kBusy, "too many children");
+    return true;
+  }
+  const Transition t = Step(state, Event{Event::Kind::kRequest, who, g.want});
+  const Action& first = t.actions.front();
+  switch (first.kind) {
+    case Action::Kind::kAskParent:
+      if (j.hops == 0) {
+        Fail(j, WireStatus::kLoopDetected, "hops ran out");
+        return true;
+      }
+      AskParent(block, j, g, now);
+      return false;
+    case Action::Kind::kInvalidate:
+    case Action::Kind::kWait:
+      for (const Action& a : t.actions)
+        if (a.kind == Action::Kind::kInvalidate) Invalidate(block, children_.LinkOf(a.child), a.perm, now);
+      return false;
+    case Action::Kind::kGrant:
+      break;
+  }
+  // A child that kept a copy of this very version needs only the grant.
+  const bool unchanged = g.op == IoOp::kGet && !local && g.version != 0 && g.version == state.version &&
+                         (cfg_.is_root || HasCopy(block));
+  const bool needs_bytes = NeedsBytes(g, block_size()) && !unchanged;
+  if (needs_bytes && !HasCopy(block)) {
+    if (cfg_.is_root) FillFromStore(block);  // then again from the top
+    else AskParent(block, j, g, now);         // permission without a copy: fetch the data
+    return false;
+  }
+  // The grant itself. Recording a child's takes the permission away from
+  // local access first, so the bytes read below are the latest.
+  Store(block, t.next);
+  if (local) {
+    switch (g.local) {
+      case GrantJob::Local::kRead: {
+        Bytes bytes;
+        GetCopy(block, &bytes);
+        CompleteLocalOp(j.local_op, Status::Ok(), std::move(bytes));
+        return true;
+      }
+      case GrantJob::Local::kPrefetch: {
+        BlockTable::Locked set = table_->Lock(block);
+        if (BlockTable::Slot* s = set.Find(block)) s->prefetched = true;
+        return true;
+      }
+      case GrantJob::Local::kWrite: {
+        {
+          BlockTable::Locked set = table_->Lock(block);
+          BlockTable::Slot* s = set.Find(block);
+          if (s->data) std::memcpy(s->data + g.offset, g.data->data(), g.data->size());
+          s->valid = true;
+          s->prefetched = false;
+          ++s->writes;
+          s->version = cfg_.is_root ? table_->NextVersion() : 0;
+          set.MarkDirty(s);
+        }
+        if (cfg_.is_root && cfg_.write_through) {  // the other root must find it in the store
+          StartDurability({block}, 0, block, /*sync=*/false);
+          return false;
+        }
+        CompleteLocalOp(j.local_op, Status::Ok());
+        return true;
+      }
+      default:
+        CompleteLocalOp(j.local_op, Status::Ok());
+        return true;
+    }
+  }
+  Message r = ReplyFor(j.reply_xid);
+  r.volume_id = cfg_.volume_id;
+  r.block_num = block;
+  r.permissions = ToWire(g.want);
+  r.ttl_ms = TtlLeft(block, now);
+  r.hb_ttl_ms = hb_ttl_ms_;
+  r.version = StateOf(block).version;
+  if (needs_bytes) {
+    Bytes bytes;
+    GetCopy(block, &bytes);
+    r.data = std::move(bytes);
+  }
+  Finish(j, r);
+  return true;
+}
+
+bool Replica::AdvanceRelease(uint64_t block, Job& j, Time) {
+  if (j.from != kLocal)
+    Store(block, Step(StateOf(block), Event{Event::Kind::kRelease, children_.Find(j.from), Perm::kNone}).next);
+  Finish(j, ReplyFor(0));
+  return true;
+}
+
+void Replica::AskParent(uint64_t block, Job& j, const GrantJob& g, Time now) {
+  const bool have_copy = Held(block, now) >= Perm::kRead && HasCopy(block);
+  const bool needs_bytes = NeedsBytes(g, block_size());
+  // With a valid copy, or no need of the bytes (a whole-block write), only
+  // the permission is missing: LOCK. Otherwise GET.
+  Message up = Upstream(j, have_copy || !needs_bytes ? IoOp::kLock : IoOp::kGet, block, std::max(g.want, Perm::kRead));
+  Call c{CallKind::kUpstream, block, 0, Perm::kNone, now};
+  // A copy kept without a valid grant (a lapsed TTL, a rejoin) whose
+  // version is known: the parent sends the bytes only if they changed.
+  if (!have_copy && needs_bytes && !IsDirty(block) && HasCopy(block) && StateOf(block).version != 0) {
+    c.version = StateOf(block).version;
+    up.version = c.version;
+  }
+  j.sent = now;
+  CallParent(std::move(up), c);
+  runs_[block].waiting_parent = true;
+}
+
+void Replica::Invalidate(uint64_t block, LinkId child, Perm to, Time now) {
+  Message m;
+  m.opcode = Opcode::kInvalidate;
+  m.volume_id = cfg_.volume_id;
+  m.block_num = block;
+  m.permissions = ToWire(to);
+  m.originator = cfg_.self;
+  const uint64_t id = next_call_++;
+  calls_.emplace(id, Call{CallKind::kInvalidate, block, child, to, now});
+  Outgoing o{Outgoing::Kind::kCall, false, child, id, std::move(m)};
+  // No longer than the child's lease, plus what the child itself may have
+  // to wait for a failed child of its own (that one's lease, ending no
+  // later, and the grace period): past that, a live child has answered.
+  if (const Time* end = child_leases_.LeaseEnd(child))
+    o.timeout = std::max(std::chrono::milliseconds(200),
+                         std::chrono::duration_cast<std::chrono::milliseconds>(*end - now) +
+                             std::chrono::milliseconds(2 * margin_ms() + hb_ttl_ms_));
+  effects_.messages.push_back(std::move(o));
+  ++runs_[block].acks;
+}
+
+void Replica::UpstreamReply(uint64_t block, Job& j, const Call& call, const Status& st, const Message& reply,
+                            Time now) {
+  BlockRun& run = runs_[block];
+  const bool ok = st.ok() && reply.opcode == Opcode::kOkReply;
+  if (st.ok() && reply.opcode == Opcode::kErrReply && reply.status == WireStatus::kInRecovery) {
+    // Above us a failed node's grant holds the block for a while: ask again
+    // shortly (the caller's own deadline bounds the wait).
+    run.retry_at = now + std::chrono::milliseconds(100);
+    Restage(j);
+    return;
+  }
+  if (!st.ok() && !j.as<PutJob>()) {
+    // The link failed under the request, or it timed out: ask again once
+    // there is a parent to ask (after a rejoin, RECOVER goes first). Every
+    // request but PUT is safe to repeat: a repeated FLUSH or FORWARD is
+    // ignored once the sender's WRITE is gone. The asker's own deadline
+    // bounds the wait.
+    run.retry_at = now + std::chrono::milliseconds(200);
+    Restage(j);
+    return;
+  }
+  GrantJob* g = j.as<GrantJob>();
+  if (!g) {  // the job reads the answer when it runs again
+    if (!st.ok()) {
+      Fail(j, WireStatus::kBusy, "parent unreachable: " + st.ToString());
+      run.jobs.pop_front();
+      return Pump(block, now);
+    }
+    j.upstream_reply = reply;
+    return Pump(block, now);
+  }
+  if (!ok) {
+    Fail(j, st.ok() ? reply.status.value_or(WireStatus::kBusy) : WireStatus::kBusy,
+         st.ok() ? "the parent refused: " + Describe(reply) : "parent unreachable: " + st.ToString());
+    run.jobs.pop_front();
+    return Pump(block, now);
+  }
+  BlockState bs = StateOf(block);
+  bs.held = FromWire(reply.permissions, Perm::kRead);
+  Store(block, bs);
+  // Counted from when we asked: the parent's own grant cannot end sooner.
+  SetExpiry(block, call.sent + std::chrono::milliseconds(reply.ttl_ms.value_or(0)));
+  if (!reply.data && call.version != 0) {
+    if (reply.version == call.version && HasCopy(block)) {
+      ++revalidated_;  // our copy is current: nothing was sent again
+    } else {
+      // Neither the bytes nor a matching version: ask again, for the bytes.
+      DropCopy(block);
+      BlockState none = StateOf(block);
+      none.held = Perm::kNone;
+      Store(block, none);
+      Restage(j);
+      return Pump(block, now);
+    }
+  }
+  if (reply.data && reply.data->size() == block_size()) {
+    if (!IsDirty(block)) {
+      PutCopy(block, *reply.data, false);
+    } else if (bs.held != Perm::kWrite) {
+      // The parent no longer counts us as the writer: what we wrote was
+      // superseded while we could not say so.
+      LogWarning("volume " + cfg_.volume_name + ": block " + std::to_string(block) +
+                 ": writes made here were superseded and are lost");
+      PutCopy(block, *reply.data, false);
+    }  // else: we held WRITE all along, and our bytes are the newer
+  }
+  if (reply.version) {
+    BlockTable::Locked set = table_->Lock(block);
+    if (BlockTable::Slot* s = set.Find(block); s && !s->dirty) s->version = *reply.version;
+  }
+  Pump(block, now);
+}
+
+}  // namespace vshare

@@ -1,0 +1,35 @@
+#include "core/local_ops.h"
+
+#include <cstring>
+
+namespace vshare {
+
+LocalStarts StartsFor(std::span<const ControlPath::BlockOp> ops) {
+  size_t write_bytes = 0;
+  for (const ControlPath::BlockOp& op : ops)
+    if (op.kind == ControlPath::BlockOp::Kind::kWrite) write_bytes += op.length;
+  uint8_t* w = nullptr;
+  Bytes written;
+  if (write_bytes) written = Bytes::Allocate(write_bytes, &w);
+  LocalStarts out;
+  out.starts.reserve(ops.size());
+  size_t at = 0;
+  for (const ControlPath::BlockOp& op : ops) {
+    const uint64_t b = op.block;
+    if (op.kind == ControlPath::BlockOp::Kind::kRead) {
+      out.starts.push_back([b](Replica& r, Time now) { return r.ReadLocal(b, now); });
+      out.outs.push_back(op.out);
+    } else {
+      std::memcpy(w + at, op.in, op.length);
+      Bytes slice = written.Slice(at, op.length);
+      at += op.length;
+      const size_t off = op.offset;
+      out.starts.push_back([b, off, slice](Replica& r, Time now) { return r.WriteLocal(b, off, slice, now); });
+      out.outs.push_back(nullptr);
+    }
+    out.ranges.push_back({op.offset, op.length});
+  }
+  return out;
+}
+
+}  // namespace vshare

@@ -1,0 +1,299 @@
+#include "core/range_adapter.h"
+
+#include <algorithm>
+#include <cstring>
+#include <optional>
+
+namespace vshare {
+
+namespace {
+
+uint64_t DestKey(const Outgoing& o) { return o.to_parent ? ~uint64_t{0} : o.child; }
+
+// What two per-block messages must share to travel as one: everything but
+// the block, its bytes, its version and (for answers) the TTLs, which are
+// merged separately.
+Message Shape(const Message& m, bool answer) {
+  Message s = m;
+  s.xid = 0;
+  s.block_num.reset();
+  s.data.reset();
+  s.version.reset();
+  if (answer) {
+    s.ttl_ms.reset();
+    s.hb_ttl_ms.reset();
+    s.flags &= static_cast<uint16_t>(~msg_flags::kMore);
+  }
+  return s;
+}
+
+bool MergeableCall(const Outgoing& o) {
+  if (o.kind != Outgoing::Kind::kCall || !o.msg.block_num || o.msg.count) return false;
+  return o.msg.opcode == Opcode::kIoRequest || o.msg.opcode == Opcode::kForward || o.msg.opcode == Opcode::kInvalidate;
+}
+
+// One buffer for the pieces, without copying when they already lie side by
+// side in one.
+Bytes Concat(const std::vector<Bytes>& pieces) {
+  if (pieces.empty()) return Bytes();
+  bool adjoin = true;
+  for (size_t i = 1; i < pieces.size() && adjoin; ++i) adjoin = pieces[i - 1].Adjoins(pieces[i]);
+  if (adjoin) {
+    Bytes b = pieces[0];
+    for (size_t i = 1; i < pieces.size(); ++i) b.Extend(pieces[i]);
+    return b;
+  }
+  size_t n = 0;
+  for (const Bytes& p : pieces) n += p.size();
+  uint8_t* w;
+  Bytes out = Bytes::Allocate(n, &w);
+  for (const Bytes& p : pieces) {
+    std::memcpy(w, p.data(), p.size());
+    w += p.size();
+  }
+  return out;
+}
+
+}  // namespace
+
+uint32_t RangeAdapter::max_blocks() const {
+  return static_cast<uint32_t>(std::clamp<uint64_t>(kMaxRangeBytes / block_size_, 1, 8192));
+}
+
+std::vector<Message> RangeAdapter::Split(bool from_parent, LinkId from, const Message& m) {
+  const uint64_t key = next_split_++;
+  const uint32_t n = m.blocks();
+  splits_[key] = {from_parent, from, m.xid, *m.block_num, n, n};
+  std::vector<Message> out;
+  out.reserve(n);
+  Message base = m;
+  base.count.reset();
+  base.versions.reset();
+  base.mask.reset();
+  base.data.reset();
+  for (uint32_t i = 0; i < n; ++i) {
+    Message b = base;
+    b.block_num = *m.block_num + i;
+    b.xid = kPrivate | (key << kIndexBits) | i;
+    if (m.versions) {
+      if ((*m.versions)[i]) b.version = (*m.versions)[i];
+      else b.version.reset();
+    }
+    if (m.data) b.data = m.data->Slice(size_t{i} * block_size_, block_size_);
+    out.push_back(std::move(b));
+  }
+  return out;
+}
+
+std::vector<Outgoing> RangeAdapter::Merge(std::vector<Outgoing> out, const std::function<uint64_t()>& new_call_id) {
+  struct Group {
+    bool part = false;  // an answer to a split (else a range call)
+    uint64_t split = 0;
+    Message shape;
+    uint64_t first = 0;
+    std::vector<uint64_t> calls;
+    std::vector<std::optional<Bytes>> data;
+    std::vector<uint64_t> versions;
+    std::optional<uint32_t> ttl, hb;
+    bool closed = false;
+    bool more = false;
+    size_t count() const { return data.size(); }
+  };
+  std::vector<Outgoing> result;
+  result.reserve(out.size());
+  std::vector<std::optional<Group>> groups;  // parallel to result
+  std::unordered_map<uint64_t, size_t> last;  // destination -> index in result
+  const uint32_t limit = max_blocks();
+
+  auto close = [&](size_t i) {
+    if (!groups[i] || groups[i]->closed) return;
+    Group& g = *groups[i];
+    g.closed = true;
+    if (g.part) g.more = splits_.at(g.split).remaining > 0;
+  };
+  auto start = [&](Outgoing&& o, std::optional<Group> g) {
+    const uint64_t dest = DestKey(o);
+    if (auto it = last.find(dest); it != last.end()) close(it->second);
+    result.push_back(std::move(o));
+    groups.push_back(std::move(g));
+    last[dest] = result.size() - 1;
+  };
+  auto absorb = [&](Group& g, const Message& m) {
+    g.data.push_back(m.data);
+    g.versions.push_back(m.version.value_or(0));
+    if (m.ttl_ms) g.ttl = g.ttl ? std::min(*g.ttl, *m.ttl_ms) : *m.ttl_ms;
+    if (m.hb_ttl_ms) g.hb = g.hb ? std::min(*g.hb, *m.hb_ttl_ms) : *m.hb_ttl_ms;
+  };
+
+  for (Outgoing& o : out) {
+    const uint64_t dest = DestKey(o);
+    auto prev = last.find(dest);
+    Group* open = prev != last.end() && groups[prev->second] && !groups[prev->second]->closed ? &*groups[prev->second]
+                                                                                               : nullptr;
+    if (o.kind == Outgoing::Kind::kSend && IsPrivate(o.msg.xid)) {
+      const uint64_t key = SplitOf(o.msg.xid);
+      OpenSplit& s = splits_.at(key);
+      const uint64_t block = s.first + (o.msg.xid & ((uint64_t{1} << kIndexBits) - 1));
+      --s.remaining;
+      Message shape = Shape(o.msg, true);
+      shape.block_num.reset();
+      if (open && open->part && open->split == key && block == open->first + open->count() && shape == open->shape) {
+        absorb(*open, o.msg);
+        continue;
+      }
+      Group g;
+      g.part = true;
+      g.split = key;
+      g.shape = std::move(shape);
+      g.first = block;
+      absorb(g, o.msg);
+      start(std::move(o), std::move(g));
+      continue;
+    }
+    if (MergeableCall(o)) {
+      Message shape = Shape(o.msg, false);
+      const bool with_data = o.msg.data.has_value();
+      if (open && !open->part && open->count() < limit && *o.msg.block_num == open->first + open->count() &&
+          shape == open->shape && with_data == open->data.front().has_value() &&
+          (!with_data || o.msg.data->size() == block_size_) && o.timeout == result[prev->second].timeout) {
+        open->calls.push_back(o.call_id);
+        absorb(*open, o.msg);
+        continue;
+      }
+      Group g;
+      g.shape = std::move(shape);
+      g.first = *o.msg.block_num;
+      g.calls.push_back(o.call_id);
+      absorb(g, o.msg);
+      if (with_data && o.msg.data->size() != block_size_) g.closed = true;  // never grows
+      start(std::move(o), std::move(g));
+      continue;
+    }
+    start(std::move(o), std::nullopt);
+  }
+  for (size_t i = 0; i < result.size(); ++i) close(i);
+
+  for (size_t i = 0; i < result.size(); ++i) {
+    if (!groups[i]) continue;
+    Group& g = *groups[i];
+    Message& m = result[i].msg;
+    const uint32_t n = static_cast<uint32_t>(g.count());
+    if (!g.part) {
+      if (n == 1) continue;  // a one-block call goes as it was made
+      m.block_num = g.first;
+      m.count = n;
+      m.version.reset();
+      if (std::any_of(g.versions.begin(), g.versions.end(), [](uint64_t v) { return v != 0; })) m.versions = g.versions;
+      if (m.data) {
+        std::vector<Bytes> pieces;
+        for (auto& d : g.data) pieces.push_back(*d);
+        m.data = Concat(pieces);
+      }
+      const uint64_t id = new_call_id();
+      calls_[id] = RangeCall{g.first, g.calls, std::vector<bool>(n, false), n};
+      result[i].call_id = id;
+      continue;
+    }
+    const OpenSplit& s = splits_.at(g.split);
+    m.xid = s.xid;
+    m.block_num = g.first;
+    m.count = n;
+    m.flags = static_cast<uint16_t>((m.flags & ~msg_flags::kMore) | (g.more ? msg_flags::kMore : 0));
+    m.version.reset();
+    if (std::any_of(g.versions.begin(), g.versions.end(), [](uint64_t v) { return v != 0; })) m.versions = g.versions;
+    if (g.ttl) m.ttl_ms = *g.ttl;
+    if (g.hb) m.hb_ttl_ms = *g.hb;
+    std::vector<Bytes> pieces;
+    std::vector<uint8_t> mask((n + 7) / 8, 0);
+    for (uint32_t k = 0; k < n; ++k)
+      if (g.data[k]) {
+        pieces.push_back(*g.data[k]);
+        mask[k / 8] |= static_cast<uint8_t>(1u << (k % 8));
+      }
+    if (pieces.empty()) m.data.reset();
+    else m.data = Concat(pieces);
+    if (!pieces.empty() && pieces.size() != n) m.mask = std::move(mask);
+    else m.mask.reset();
+    if (!g.more) splits_.erase(g.split);
+  }
+  return result;
+}
+
+std::vector<RangeAdapter::Answer> RangeAdapter::SplitReply(uint64_t call_id, const Status& st, const Message& reply) {
+  std::vector<Answer> out;
+  auto it = calls_.find(call_id);
+  if (it == calls_.end()) return out;
+  RangeCall& rc = it->second;
+  const uint64_t size = rc.calls.size();
+  auto fail_rest = [&](const Status& why) {
+    for (uint64_t i = 0; i < size; ++i)
+      if (!rc.answered[i]) out.push_back({rc.calls[i], why, {}});
+    calls_.erase(it);
+  };
+  if (!st.ok()) {
+    fail_rest(st);
+    return out;
+  }
+  // Which blocks this part answers: all that are left, when it names none
+  // (a refusal of the request as a whole).
+  uint64_t first = rc.first, n = size;
+  if (reply.block_num) {
+    first = *reply.block_num;
+    n = reply.blocks();
+  }
+  const uint64_t with_data =
+      !reply.data ? 0
+      : reply.mask ? [&] {
+          uint64_t c = 0;
+          for (uint64_t k = 0; k < n; ++k) c += k / 8 < reply.mask->size() && ((*reply.mask)[k / 8] >> (k % 8) & 1);
+          return c;
+        }()
+                   : n;
+  const bool well_formed = first >= rc.first && first - rc.first + n <= size &&
+                           (!reply.data || reply.data->size() == with_data * block_size_) &&
+                           (!reply.versions || reply.versions->size() == n) &&
+                           (!reply.mask || reply.mask->size() == (n + 7) / 8);
+  if (!well_formed) {
+    fail_rest(Status::IOError("malformed answer to a range request: " + Describe(reply)));
+    return out;
+  }
+  size_t next_data = 0;
+  for (uint64_t k = 0; k < n; ++k) {
+    const uint64_t i = first - rc.first + k;
+    const bool has = reply.data && (!reply.mask || ((*reply.mask)[k / 8] >> (k % 8) & 1));
+    Message r;
+    r.opcode = reply.opcode;
+    r.hops_left = reply.hops_left;
+    r.flags = static_cast<uint16_t>(reply.flags & ~msg_flags::kMore);
+    r.originator = reply.originator;
+    r.xid = reply.xid;
+    r.volume_id = reply.volume_id;
+    r.block_num = first + k;
+    r.permissions = reply.permissions;
+    r.ttl_ms = reply.ttl_ms;
+    r.hb_ttl_ms = reply.hb_ttl_ms;
+    r.status = reply.status;
+    r.err_param = reply.err_param;
+    if (reply.versions) {
+      if ((*reply.versions)[k]) r.version = (*reply.versions)[k];
+    } else {
+      r.version = reply.version;
+    }
+    if (has) {
+      r.data = reply.data->Slice(next_data * block_size_, block_size_);
+      ++next_data;
+    }
+    if (rc.answered[i]) continue;  // said twice: the first answer stands
+    rc.answered[i] = true;
+    --rc.remaining;
+    out.push_back({rc.calls[i], Status::Ok(), std::move(r)});
+  }
+  if (rc.remaining == 0) {
+    calls_.erase(it);
+  } else if (!(reply.flags & msg_flags::kMore)) {
+    fail_rest(Status::IOError("the answer to a range request left blocks out"));
+  }
+  return out;
+}
+
+}  // namespace vshare

@@ -1,0 +1,143 @@
+#include "core/range_adapter.h"
+
+#include <doctest/doctest.h>
+
+using namespace vshare;
+
+namespace {
+
+constexpr uint32_t kBs = 512;
+
+Outgoing Call(uint64_t id, uint64_t block, IoOp op = IoOp::kGet, WirePerm perm = WirePerm::kRead) {
+  Outgoing o;
+  o.kind = Outgoing::Kind::kCall;
+  o.to_parent = true;
+  o.call_id = id;
+  o.msg.opcode = Opcode::kIoRequest;
+  o.msg.io_op = op;
+  o.msg.volume_id = 7;
+  o.msg.block_num = block;
+  o.msg.permissions = perm;
+  return o;
+}
+
+std::vector<uint8_t> Fill(size_t n, uint8_t c) { return std::vector<uint8_t>(n, c); }
+
+}  // namespace
+
+TEST_CASE("ranges out: neighbouring calls that differ only in their block go as one request") {
+  RangeAdapter a(kBs);
+  uint64_t next = 100;
+  std::vector<Outgoing> out;
+  for (uint64_t b = 10; b < 14; ++b) out.push_back(Call(b, b));
+  out.push_back(Call(20, 15));                                   // not next to 13
+  out.push_back(Call(21, 16, IoOp::kGet, WirePerm::kWrite));     // another permission
+  out.push_back(Call(22, 17, IoOp::kGet, WirePerm::kWrite));
+  out[1].msg.version = 9;  // a kept copy, revalidated: versions travel per block
+  std::vector<Outgoing> merged = a.Merge(std::move(out), [&] { return next++; });
+  REQUIRE(merged.size() == 3);
+  CHECK(*merged[0].msg.block_num == 10);
+  CHECK(merged[0].msg.blocks() == 4);
+  CHECK(*merged[0].msg.versions == std::vector<uint64_t>{0, 9, 0, 0});
+  CHECK(a.IsRangeCall(merged[0].call_id));
+  CHECK(merged[1].call_id == 20);  // alone: as it was made
+  CHECK_FALSE(merged[1].msg.count.has_value());
+  CHECK(merged[2].msg.blocks() == 2);
+
+  // The answer may come in parts; each names the run it answers.
+  Message part;
+  part.opcode = Opcode::kOkReply;
+  part.flags = msg_flags::kMore;
+  part.block_num = 12;
+  part.count = 2;
+  part.permissions = WirePerm::kRead;
+  part.versions = std::vector<uint64_t>{5, 6};
+  part.data = Fill(2 * kBs, 'x');
+  auto answers = a.SplitReply(merged[0].call_id, Status::Ok(), part);
+  REQUIRE(answers.size() == 2);
+  CHECK(answers[0].call_id == 12);
+  CHECK(*answers[0].reply.block_num == 12);
+  CHECK(*answers[0].reply.version == 5);
+  CHECK(answers[0].reply.data->size() == kBs);
+  CHECK(answers[1].call_id == 13);
+  // The last part leaves a block out: that call fails rather than waits.
+  Message last = part;
+  last.flags = 0;
+  last.block_num = 10;
+  last.count = 1;
+  last.versions = std::vector<uint64_t>{4};
+  last.data = Fill(kBs, 'y');
+  answers = a.SplitReply(merged[0].call_id, Status::Ok(), last);
+  REQUIRE(answers.size() == 2);
+  CHECK(answers[0].call_id == 10);
+  CHECK(answers[0].status.ok());
+  CHECK(answers[1].call_id == 11);
+  CHECK_FALSE(answers[1].status.ok());
+  CHECK_FALSE(a.IsRangeCall(merged[0].call_id));
+  // A failed call fails every block of it.
+  answers = a.SplitReply(merged[2].call_id, Status::TimedOut("no reply"), {});
+  CHECK(answers.size() == 2);
+  CHECK(answers[1].status.code() == Status::Code::kTimedOut);
+}
+
+TEST_CASE("ranges in: a range request is split per block, and the answers go back as parts") {
+  RangeAdapter a(kBs);
+  Message get;
+  get.opcode = Opcode::kIoRequest;
+  get.io_op = IoOp::kFlush;
+  get.xid = 55;
+  get.block_num = 40;
+  get.count = 4;
+  get.data = Fill(4 * kBs, 'f');
+  std::vector<Message> one = a.Split(false, 3, get);
+  REQUIRE(one.size() == 4);
+  for (size_t i = 0; i < 4; ++i) {
+    CHECK(*one[i].block_num == 40 + i);
+    CHECK_FALSE(one[i].count.has_value());
+    CHECK(one[i].data->size() == kBs);
+    CHECK(one[i].xid != 55);
+  }
+  CHECK(one[0].data->data() + kBs == one[1].data->data());  // slices of one buffer, not copies
+
+  // The engine answers blocks 41 and 40 at once, 43 later, 42 last.
+  auto answer = [&](const Message& m, bool data) {
+    Outgoing o;
+    o.child = 3;
+    o.msg.opcode = Opcode::kOkReply;
+    o.msg.xid = m.xid;
+    o.msg.block_num = m.block_num;
+    if (data) o.msg.data = Fill(kBs, 'd');
+    return o;
+  };
+  uint64_t next = 1;
+  std::vector<Outgoing> out = a.Merge({answer(one[0], true), answer(one[1], false)}, [&] { return next++; });
+  REQUIRE(out.size() == 1);
+  CHECK(out[0].msg.xid == 55);
+  CHECK(*out[0].msg.block_num == 40);
+  CHECK(out[0].msg.blocks() == 2);
+  CHECK((out[0].msg.flags & msg_flags::kMore) != 0);
+  CHECK(*out[0].msg.mask == std::vector<uint8_t>{0x01});  // only block 40's bytes
+  CHECK(out[0].msg.data->size() == kBs);
+  out = a.Merge({answer(one[3], false)}, [&] { return next++; });
+  CHECK(*out[0].msg.block_num == 43);
+  CHECK((out[0].msg.flags & msg_flags::kMore) != 0);
+  Outgoing refused = answer(one[2], false);
+  refused.msg.opcode = Opcode::kErrReply;
+  refused.msg.status = WireStatus::kInRecovery;
+  out = a.Merge({refused}, [&] { return next++; });
+  CHECK(*out[0].msg.block_num == 42);
+  CHECK(out[0].msg.opcode == Opcode::kErrReply);
+  CHECK((out[0].msg.flags & msg_flags::kMore) == 0);  // the last part
+  CHECK(a.open_splits() == 0);
+}
+
+TEST_CASE("ranges out: a message to the same place in between keeps its place") {
+  RangeAdapter a(kBs);
+  uint64_t next = 1;
+  Outgoing reply;
+  reply.to_parent = true;
+  reply.msg.opcode = Opcode::kOkReply;
+  std::vector<Outgoing> merged = a.Merge({Call(1, 5), reply, Call(2, 6)}, [&] { return next++; });
+  REQUIRE(merged.size() == 3);  // the reply must not be overtaken
+  CHECK(merged[1].msg.opcode == Opcode::kOkReply);
+}

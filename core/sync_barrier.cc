@@ -1,0 +1,139 @@
+#include "core/sync_barrier.h"
+
+namespace vshare {
+
+namespace {
+const char* kLostWrites = "writes made here were lost when the parent failed (see the log)";
+}
+
+uint64_t SyncBarrier::New(LinkId from, uint64_t xid, uint64_t op, bool drop) {
+  const uint64_t id = next_++;
+  Barrier& b = barriers_[id];
+  b.from = from;
+  b.reply_xid = xid;
+  b.local_op = op;
+  b.drop = drop;
+  b.forwarded = host_->ForwardedBlocks();
+  if (from == kLocal && !drop && writes_lost_) {  // fsync reports a loss once, as the kernel does
+    writes_lost_ = false;
+    b.error = Status::IOError(kLostWrites);
+  }
+  return id;
+}
+
+void SyncBarrier::Start(LinkId from, uint64_t xid, uint64_t op) {
+  const uint64_t id = New(from, xid, op, false);
+  std::vector<uint64_t> dirty = host_->DirtyBlocks();
+  std::vector<uint64_t> ops;
+  for (size_t i = 0; i < dirty.size(); ++i) {
+    ops.push_back(host_->NewLocalOp());
+    block_ops_[ops.back()] = id;
+  }
+  barriers_[id].pending = dirty.size();
+  // In block order, so that neighbours go up together as ranges.
+  for (size_t i = 0; i < dirty.size(); ++i) host_->FlushBlock(ops[i], dirty[i]);
+  if (barriers_.count(id) && barriers_[id].pending == 0) ready_.push_back(id);
+  Progress();
+}
+
+void SyncBarrier::StartDrop(uint64_t op) {
+  const uint64_t id = New(kLocal, 0, op, true);
+  // Every block held here goes back, dirty or not (a proxy's too: its
+  // children's grants are untouched, so it keeps what they need).
+  std::vector<uint64_t> held = host_->HeldBlocks();
+  std::vector<uint64_t> ops;
+  for (size_t i = 0; i < held.size(); ++i) {
+    ops.push_back(host_->NewLocalOp());
+    block_ops_[ops.back()] = id;
+  }
+  barriers_[id].pending = held.size();
+  for (size_t i = 0; i < held.size(); ++i) host_->DropBlock(ops[i], held[i]);
+  if (barriers_.count(id) && barriers_[id].pending == 0) ready_.push_back(id);
+  Progress();
+}
+
+bool SyncBarrier::OnBlockDone(uint64_t op, const Status& st) {
+  auto it = block_ops_.find(op);
+  if (it == block_ops_.end()) return false;
+  const uint64_t id = it->second;
+  block_ops_.erase(it);
+  auto b = barriers_.find(id);
+  if (b == barriers_.end()) return true;
+  --b->second.pending;
+  if (!st.ok() && b->second.error.ok()) b->second.error = st;
+  // Progress is made by whoever runs next: not in the middle of the
+  // completion that told us.
+  if (b->second.pending == 0) ready_.push_back(id);
+  return true;
+}
+
+void SyncBarrier::Progress() {
+  while (!ready_.empty()) {
+    const uint64_t id = ready_.back();
+    ready_.pop_back();
+    if (barriers_.count(id)) Advance(id);
+  }
+}
+
+void SyncBarrier::Advance(uint64_t id) {
+  Barrier& b = barriers_.at(id);
+  if (b.pending > 0 || b.sent_up || b.flushing_root) return;
+  if (!b.error.ok() || b.drop) return Finish(id, b.error);
+  if (host_->IsRoot()) {
+    b.flushing_root = true;
+    return host_->FlushRoot(id);
+  }
+  if (!host_->CanAskParent()) {
+    b.retry_at = host_->Now() + std::chrono::milliseconds(200);
+    return;
+  }
+  b.sent_up = true;
+  host_->SendUp(id);
+}
+
+void SyncBarrier::RootFlushed(uint64_t id, const Status& st) {
+  if (!barriers_.count(id)) return;
+  barriers_.at(id).flushing_root = false;
+  Finish(id, st);
+}
+
+void SyncBarrier::OnReply(uint64_t id, const Status& st, const Message& reply) {
+  auto it = barriers_.find(id);
+  if (it == barriers_.end()) return;
+  if (!st.ok()) {  // lost with the link: again, to whatever parent there is then
+    it->second.sent_up = false;
+    it->second.retry_at = host_->Now() + std::chrono::milliseconds(200);
+    return;
+  }
+  Finish(id, reply.opcode == Opcode::kOkReply ? Status::Ok()
+                                               : Status::IOError("sync barrier failed at the parent: " + Describe(reply)));
+}
+
+void SyncBarrier::Tick() {
+  for (auto& [id, b] : barriers_)
+    if (b.retry_at != Time{} && host_->Now() >= b.retry_at && !b.sent_up && b.pending == 0 && !b.flushing_root) {
+      b.retry_at = Time{};
+      ready_.push_back(id);
+    }
+  Progress();
+}
+
+void SyncBarrier::Finish(uint64_t id, Status st) {
+  Barrier b = std::move(barriers_.at(id));
+  barriers_.erase(id);
+  if (st.ok() && b.from == kLocal && !b.drop && writes_lost_) {  // lost while the barrier ran
+    writes_lost_ = false;
+    st = Status::IOError(kLostWrites);
+  }
+  // The barrier reached the root: what we forwarded is there now.
+  if (st.ok() && !b.drop) host_->ForgetForwarded(b.forwarded);
+  if (b.from == kLocal) {
+    host_->CompleteLocal(b.local_op, st);
+  } else if (st.ok()) {
+    host_->AnswerChild(b.from, b.reply_xid);
+  } else {
+    host_->RefuseChild(b.from, b.reply_xid, WireStatus::kBusy);
+  }
+}
+
+}  // namespace vshare
