@@ -190,7 +190,7 @@ void Replica::Pump(uint64_t block, Time now) {
     if (!EnsureSlot(block, now)) return;
     run.waiting_slot = false;
     if (!Advance(block, head, now)) return;
-    run.jobs.pop_front();
+    run.jobs.erase(run.jobs.begin());
   }
   // By key: Advance may have added runs for other blocks, and a rehash
   // moves nothing but iterators (`run` itself stays valid).
@@ -419,7 +419,7 @@ void Replica::StoreDone(uint64_t id, const Status& st, Time now) {
     if (!st.ok() && !run.jobs.empty() && w.kind == StoreWait::Kind::kFill) {
       Job& head = run.jobs.front();
       Fail(head, WireStatus::kBusy, "cannot read block " + std::to_string(b) + " from the store: " + st.message());
-      run.jobs.pop_front();
+      run.jobs.erase(run.jobs.begin());
     }
     if (!st.ok() && !run.jobs.empty() && w.kind == StoreWait::Kind::kWrite && !w.sequence)
       run.jobs.front().store_error = st;  // an eviction's write-back

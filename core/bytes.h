@@ -40,9 +40,12 @@ class Bytes {
     b.owner_ = std::move(buf);
     return b;
   }
-  // `n` zero bytes from one buffer shared by every caller (up to 1 MiB;
-  // larger ones are allocated): free to make, for simulations.
+  // `n` zero bytes from one buffer shared by every caller (up to 16 MiB,
+  // made on first use; larger ones are allocated): free to make, for
+  // tables that keep no bytes (simulations).
   static Bytes Zeros(size_t n);
+  // Whether this slice lies in that shared buffer.
+  bool IsSharedZeros() const;
 
   const uint8_t* data() const { return p_; }
   size_t size() const { return n_; }

@@ -30,7 +30,7 @@ bool Replica::AdvanceEvict(uint64_t block, Job& j, EvictJob& e, Time now) {
         Fail(run->second.jobs.front(), WireStatus::kBusy,
              "no room for block " + std::to_string(b) + ": writing block " + std::to_string(block) +
                  " back to the store failed: " + j.store_error.message());
-        run->second.jobs.pop_front();
+        run->second.jobs.erase(run->second.jobs.begin());
         run->second.waiting_slot = false;
         wake_.push_back(b);
       }

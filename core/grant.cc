@@ -206,16 +206,16 @@ void Replica::UpstreamReply(uint64_t block, Job& j, const Call& call, const Stat
   if (!g) {  // the job reads the answer when it runs again
     if (!st.ok()) {
       Fail(j, WireStatus::kBusy, "parent unreachable: " + st.ToString());
-      run.jobs.pop_front();
+      run.jobs.erase(run.jobs.begin());
       return Pump(block, now);
     }
-    j.upstream_reply = reply;
+    j.upstream_reply = std::make_unique<Message>(reply);
     return Pump(block, now);
   }
   if (!ok) {
     Fail(j, st.ok() ? reply.status.value_or(WireStatus::kBusy) : WireStatus::kBusy,
          st.ok() ? "the parent refused: " + Describe(reply) : "parent unreachable: " + st.ToString());
-    run.jobs.pop_front();
+    run.jobs.erase(run.jobs.begin());
     return Pump(block, now);
   }
   BlockState bs = StateOf(block);

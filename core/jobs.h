@@ -8,7 +8,7 @@
 #pragma once
 
 #include <chrono>
-#include <deque>
+#include <memory>
 #include <optional>
 #include <variant>
 #include <vector>
@@ -100,7 +100,7 @@ struct Job {
   Originator originator{};
   bool cancelled = false;  // its local caller gave up: take no effect
   Time sent{};             // when the upstream request left
-  std::optional<Message> upstream_reply;
+  std::unique_ptr<Message> upstream_reply;  // the parent's answer, once it came
   // The root: this job's bytes have reached the store durably (FORCE_SYNC,
   // write-through), or that failed.
   bool durable = false;
@@ -122,9 +122,9 @@ struct Recall {
   bool invalidated_children = false;
 };
 
-// The queue of one block.
+// The queue of one block (short: usually one job).
 struct BlockRun {
-  std::deque<Job> jobs;
+  std::vector<Job> jobs;
   int acks = 0;  // INVALIDATEs to children in flight
   bool waiting_parent = false;
   bool waiting_slot = false;  // no room in the block's set yet

@@ -36,6 +36,11 @@ bool MergeableCall(const Outgoing& o) {
 // side in one.
 Bytes Concat(const std::vector<Bytes>& pieces) {
   if (pieces.empty()) return Bytes();
+  if (std::all_of(pieces.begin(), pieces.end(), [](const Bytes& p) { return p.IsSharedZeros(); })) {
+    size_t n = 0;
+    for (const Bytes& p : pieces) n += p.size();
+    return Bytes::Zeros(n);  // a table without bytes: nothing to copy
+  }
   bool adjoin = true;
   for (size_t i = 1; i < pieces.size() && adjoin; ++i) adjoin = pieces[i - 1].Adjoins(pieces[i]);
   if (adjoin) {

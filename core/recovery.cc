@@ -68,7 +68,7 @@ void Replica::ResetAfterRejoin(Time now) {
     r.give_up = now + std::chrono::milliseconds(2 * hb_ttl_ms_ + 2 * margin_ms());
     j.kind = r;
     BlockRun& run = runs_[b];
-    run.jobs.push_front(std::move(j));
+    run.jobs.insert(run.jobs.begin(), std::move(j));
     run.waiting_parent = false;
     run.retry_at = Time{};
   }

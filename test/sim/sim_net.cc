@@ -43,7 +43,7 @@ void SimNet::Collect(const std::string& name) {
   }
   for (LocalDone& d : e.done) {
     n.done[d.op] = d.status;
-    if (!d.data.empty()) n.reads[d.op] = d.data.ToVector();
+    if (!d.data.empty() && record_reads_) n.reads[d.op] = d.data.ToVector();
     if (on_done) on_done(name, d);
   }
   std::vector<uint64_t> unroutable;  // calls on links that are closed

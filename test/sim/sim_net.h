@@ -71,8 +71,10 @@ class SimNet {
   Time now() const { return now_; }
 
   std::vector<std::string> TakeLog() { return std::exchange(log_, {}); }
-  // Set false to keep no log at all (large simulations).
+  // Set false to keep no log at all, and no bytes of reads (large
+  // simulations).
   void set_logging(bool on) { logging_ = on; }
+  void set_record_reads(bool on) { record_reads_ = on; }
   // Local completions per node, by operation id.
   std::map<uint64_t, Status>& done(const std::string& name) { return node(name).done; }
   // The bytes a completed ReadLocal returned.
@@ -144,6 +146,7 @@ class SimNet {
   uint64_t next_xid_ = 1;
   uint64_t deliveries_ = 0;
   bool logging_ = true;
+  bool record_reads_ = true;
   std::vector<std::string> log_;
 };
 
