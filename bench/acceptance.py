@@ -46,6 +46,12 @@ class Runner:
         self.tmpfs = path
 
     def cleanup(self):
+        self.cleanup_nodes()
+        if self.tmpfs and is_mounted(self.tmpfs):
+            subprocess.run(["umount", "-l", self.tmpfs], capture_output=True)
+        self.tmpfs = None
+
+    def cleanup_nodes(self):
         for kind, path in reversed(self.mounts):
             if not is_mounted(path):
                 continue
@@ -57,11 +63,10 @@ class Runner:
                 subprocess.run(["umount", "-l", path], capture_output=True)
         self.mounts.clear()
         for p in reversed(self.procs):
+            if p.poll() is None:
+                p.terminate()
             stop(p)
         self.procs.clear()
-        if self.tmpfs and is_mounted(self.tmpfs):
-            subprocess.run(["umount", "-l", self.tmpfs], capture_output=True)
-        self.tmpfs = None
 
     # ---- vshare nodes ----
     def node(self, name, args):
@@ -198,6 +203,7 @@ def main():
     ap.add_argument("--size", default="1G", help="image size (at least 1G for the cold passes)")
     ap.add_argument("--runtime", type=int, default=10, help="seconds per time-based fio job")
     ap.add_argument("--port", type=int, default=27000, help="first of the loopback ports to use")
+    ap.add_argument("--only", help="comma-separated sections to run (default: all)")
     a = ap.parse_args()
     size = parse_size(a.size)
     mib = size >> 20
@@ -206,108 +212,145 @@ def main():
     work = tempfile.mkdtemp(prefix="vshare-acceptance.")
     run = Runner(os.path.abspath(a.vshare), work)
     results = {}
+    failures = []
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: sys.exit(130))
+    ctx = {"size": size, "mib": mib, "cache": cache, "R": R, "port": a.port}
     try:
         run.mount_tmpfs(os.path.join(work, "tmpfs"), mib + 128)
         image = os.path.join(work, "tmpfs", "disk.img")
+        ctx["image"] = image
         log(f"a {mib} MiB image on tmpfs, filled from /dev/urandom")
         subprocess.run([run.vshare, "create", image, "--size", f"{mib}M"], check=True, capture_output=True)
         subprocess.run(["dd", "if=/dev/urandom", f"of={image}", "bs=1M", f"count={mib}", "conv=notrunc", "status=none"],
                        check=True)
-        port = a.port
-
-        # -- The raw file, buffered: the ceiling for the kernel-cache figure.
-        log("tmpfs, buffered")
-        fio(image, "seqread", R, direct=False, tag="warm buffered seqread")
-        results["tmpfs_buffered_seqread"] = fio(image, "seqread", R, direct=False, tag="warm buffered seqread")
-
-        # -- A root alone.
-        log("root alone")
-        mp, p = run.node("root-alone", ["--export", f"vol={image}", "--cache-size", cache])
-        img = os.path.join(mp, "vol.img")
-        warm(img, size)
-        results["root_randread"] = fio(img, "randread", R, tag="warm randread")
-        results["root_seqread"] = fio(img, "seqread", R, tag="warm seqread")
-        results["root_seqwrite"] = fio(img, "seqwrite", R, tag="seqwrite")
-        run.unmount(mp, p)
-
-        # -- A root with one idle child.
-        log("root with one idle child")
-        rp = port
-        port += 1
-        mp, p = run.node("root-child", ["--export", f"vol={image}", "--cache-size", cache, "--listen", f"127.0.0.1:{rp}"])
-        cmp_, cp = run.node("idle-leaf", ["--parent", f"127.0.0.1:{rp}", "--volume", "vol", "--cache-size", "64M"])
-        img = os.path.join(mp, "vol.img")
-        warm(img, size)
-        results["root_child_randread"] = fio(img, "randread", R, tag="warm randread, one idle child")
-        run.unmount(cmp_, cp)
-        run.unmount(mp, p)
-
-        # -- A leaf below a root: cold, then warm; hot sets; async writes.
-        log("leaf below a root")
-        rp = port
-        port += 1
-        rmp, rproc = run.node("root", ["--export", f"vol={image}", "--cache-size", cache, "--listen", f"127.0.0.1:{rp}"])
-        lmp, lproc = run.node("leaf", ["--parent", f"127.0.0.1:{rp}", "--volume", "vol", "--cache-size", cache])
-        img = os.path.join(lmp, "vol.img")
-        results["leaf_cold_seqread"] = fio(img, "seqread", size=size, tag="cold seqread, one pass")
-        run.unmount(lmp, lproc)
-        run.ctl(rmp, "drop-cache")
-        lmp, lproc = run.node("leaf", ["--parent", f"127.0.0.1:{rp}", "--volume", "vol", "--cache-size", cache])
-        img = os.path.join(lmp, "vol.img")
-        results["leaf_cold_randread"] = fio(img, "randread", size=size, tag="cold randread, one pass")
-        warm(img, size)
-        results["leaf_randread"] = fio(img, "randread", R, tag="warm randread")
-        results["leaf_seqread"] = fio(img, "seqread", R, tag="warm seqread")
-        results["hot_16m"] = fio(img, "randread", R, size=16 << 20, tag="warm randread, 16 MiB hot set")
-        results["hot_all"] = fio(img, "randread", R, size=size, tag=f"warm randread, {mib} MiB hot set")
-        results["leaf_seqwrite"] = fio(img, "seqwrite", R, tag="seqwrite, async")
-        run.unmount(lmp, lproc)
-        lmp, lproc = run.node("leaf-sync", ["--parent", f"127.0.0.1:{rp}", "--volume", "vol", "--cache-size", cache,
-                                            "--write-mode", "sync"])
-        results["leaf_sync_seqwrite"] = fio(os.path.join(lmp, "vol.img"), "seqwrite", R, tag="seqwrite, sync")
-        run.unmount(lmp, lproc)
-
-        # -- Memory: a leaf and a proxy with small caches reading 4x as much.
-        log("memory: a leaf below a proxy, 64 MiB caches each, reading 256 MiB")
-        pport, pproc = run.proxy("proxy", ["--parent", f"127.0.0.1:{rp}", "--volume", "vol", "--cache-size", "64M"])
-        lmp, lproc = run.node("leaf-small", ["--parent", f"127.0.0.1:{pport}", "--volume", "vol", "--cache-size", "64M"])
-        warm(os.path.join(lmp, "vol.img"), 256 << 20)
-        results["leaf_rss"] = rss_bytes(lproc.pid)
-        results["proxy_rss"] = rss_bytes(pproc.pid)
-        log(f"  RSS: leaf {results['leaf_rss'] >> 20} MiB, proxy {results['proxy_rss'] >> 20} MiB")
-        run.unmount(lmp, lproc)
-        pproc.terminate()
-        run.end(pproc)
-
-        # -- --kernel-cache: warm buffered reads from the page cache.
-        log("leaf with --kernel-cache, buffered")
-        lmp, lproc = run.node("leaf-kc", ["--parent", f"127.0.0.1:{rp}", "--volume", "vol", "--cache-size", cache,
-                                          "--kernel-cache"])
-        img = os.path.join(lmp, "vol.img")
-        fio(img, "seqread", R, direct=False, tag="buffered seqread (warming)")
-        results["kc_buffered_seqread"] = fio(img, "seqread", R, direct=False, tag="warm buffered seqread")
-        run.unmount(lmp, lproc)
-        run.unmount(rmp, rproc)
-
-        # -- nbdkit + nbdfuse over TCP on loopback.
-        log("nbdkit + nbdfuse over TCP")
-        nimg, kit, nf = run.nbd(image, port)
-        port += 1
-        results["nbd_cold_seqread"] = fio(nimg, "seqread", size=size, tag="seqread, one pass")
-        results["nbd_cold_randread"] = fio(nimg, "randread", size=size, tag="randread, one pass")
-        results["nbd_seqwrite"] = fio(nimg, "seqwrite", R, tag="seqwrite")
-    except Exception as e:  # noqa: BLE001 - any failure is reported, then cleaned up
-        log(f"failed: {e}")
-        run.cleanup()
-        print_table(results, mib)
-        return 1
+        for name, section in SECTIONS:
+            if a.only and name not in a.only.split(","):
+                continue
+            log(name)
+            try:
+                section(run, ctx, results)
+            except Exception as e:  # noqa: BLE001 - reported, cleaned up, and the rest goes on
+                log(f"  {name} failed: {e}")
+                failures.append(name)
+                run.cleanup_nodes()
     finally:
         run.cleanup()
         shutil.rmtree(work, ignore_errors=True)
     print_table(results, mib)
+    if failures:
+        print(f"\nnot measured: {', '.join(failures)}")
+        return 1
     return 0
+
+
+def next_port(ctx):
+    ctx["port"] += 1
+    return ctx["port"] - 1
+
+
+def tmpfs_section(run, ctx, r):
+    image, R = ctx["image"], ctx["R"]
+    fio(image, "seqread", R, direct=False, tag="buffered seqread (warming)")
+    r["tmpfs_buffered_seqread"] = fio(image, "seqread", R, direct=False, tag="warm buffered seqread")
+
+
+def root_alone_section(run, ctx, r):
+    mp, p = run.node("root-alone", ["--export", f"vol={ctx['image']}", "--cache-size", ctx["cache"]])
+    img = os.path.join(mp, "vol.img")
+    warm(img, ctx["size"])
+    r["root_randread"] = fio(img, "randread", ctx["R"], tag="warm randread")
+    r["root_seqread"] = fio(img, "seqread", ctx["R"], tag="warm seqread")
+    r["root_seqwrite"] = fio(img, "seqwrite", ctx["R"], tag="seqwrite")
+    run.unmount(mp, p)
+
+
+def root_child_section(run, ctx, r):
+    rp = next_port(ctx)
+    mp, p = run.node("root-child", ["--export", f"vol={ctx['image']}", "--cache-size", ctx["cache"],
+                                    "--listen", f"127.0.0.1:{rp}"])
+    lmp, lp = run.node("idle-leaf", ["--parent", f"127.0.0.1:{rp}", "--volume", "vol", "--cache-size", "64M"])
+    img = os.path.join(mp, "vol.img")
+    warm(img, ctx["size"])
+    r["root_child_randread"] = fio(img, "randread", ctx["R"], tag="warm randread, one idle child")
+    run.unmount(lmp, lp)
+    run.unmount(mp, p)
+
+
+def start_root(run, ctx):
+    rp = next_port(ctx)
+    mp, p = run.node("root", ["--export", f"vol={ctx['image']}", "--cache-size", ctx["cache"],
+                              "--listen", f"127.0.0.1:{rp}"])
+    return rp, mp, p
+
+
+def leaf_section(run, ctx, r):
+    size, R, cache = ctx["size"], ctx["R"], ctx["cache"]
+    rp, rmp, rproc = start_root(run, ctx)
+    leaf = ["--parent", f"127.0.0.1:{rp}", "--volume", "vol", "--cache-size", cache]
+    lmp, lproc = run.node("leaf", leaf)
+    img = os.path.join(lmp, "vol.img")
+    r["leaf_cold_seqread"] = fio(img, "seqread", size=size, tag="cold seqread, one pass")
+    run.unmount(lmp, lproc)
+    run.ctl(rmp, "drop-cache")
+    lmp, lproc = run.node("leaf", leaf)
+    img = os.path.join(lmp, "vol.img")
+    r["leaf_cold_randread"] = fio(img, "randread", size=size, tag="cold randread, one pass")
+    warm(img, size)
+    r["leaf_randread"] = fio(img, "randread", R, tag="warm randread")
+    r["leaf_seqread"] = fio(img, "seqread", R, tag="warm seqread")
+    r["hot_16m"] = fio(img, "randread", R, size=16 << 20, tag="warm randread, 16 MiB hot set")
+    r["hot_all"] = fio(img, "randread", R, size=size, tag=f"warm randread, {ctx['mib']} MiB hot set")
+    r["leaf_seqwrite"] = fio(img, "seqwrite", R, tag="seqwrite, async")
+    run.unmount(lmp, lproc)
+    lmp, lproc = run.node("leaf-sync", leaf + ["--write-mode", "sync"])
+    r["leaf_sync_seqwrite"] = fio(os.path.join(lmp, "vol.img"), "seqwrite", R, tag="seqwrite, sync")
+    run.unmount(lmp, lproc)
+    run.unmount(rmp, rproc)
+
+
+def memory_section(run, ctx, r):
+    rp, rmp, rproc = start_root(run, ctx)
+    pport, pproc = run.proxy("proxy", ["--parent", f"127.0.0.1:{rp}", "--volume", "vol", "--cache-size", "64M"])
+    lmp, lproc = run.node("leaf-small", ["--parent", f"127.0.0.1:{pport}", "--volume", "vol", "--cache-size", "64M"])
+    warm(os.path.join(lmp, "vol.img"), 256 << 20)
+    r["leaf_rss"] = rss_bytes(lproc.pid)
+    r["proxy_rss"] = rss_bytes(pproc.pid)
+    log(f"  RSS: leaf {r['leaf_rss'] >> 20} MiB, proxy {r['proxy_rss'] >> 20} MiB")
+    run.unmount(lmp, lproc)
+    pproc.terminate()
+    run.end(pproc)
+    run.unmount(rmp, rproc)
+
+
+def kernel_cache_section(run, ctx, r):
+    rp, rmp, rproc = start_root(run, ctx)
+    lmp, lproc = run.node("leaf-kc", ["--parent", f"127.0.0.1:{rp}", "--volume", "vol", "--cache-size", ctx["cache"],
+                                      "--kernel-cache"])
+    img = os.path.join(lmp, "vol.img")
+    fio(img, "seqread", ctx["R"], direct=False, tag="buffered seqread (warming)")
+    r["kc_buffered_seqread"] = fio(img, "seqread", ctx["R"], direct=False, tag="warm buffered seqread")
+    run.unmount(lmp, lproc)
+    run.unmount(rmp, rproc)
+
+
+def nbd_section(run, ctx, r):
+    nimg, kit, nf = run.nbd(ctx["image"], next_port(ctx))
+    r["nbd_cold_seqread"] = fio(nimg, "seqread", size=ctx["size"], tag="seqread, one pass")
+    r["nbd_cold_randread"] = fio(nimg, "randread", size=ctx["size"], tag="randread, one pass")
+    r["nbd_seqwrite"] = fio(nimg, "seqwrite", ctx["R"], tag="seqwrite")
+    run.cleanup_nodes()
+
+
+SECTIONS = [
+    ("tmpfs", tmpfs_section),
+    ("root-alone", root_alone_section),
+    ("root-with-child", root_child_section),
+    ("leaf", leaf_section),
+    ("memory", memory_section),
+    ("kernel-cache", kernel_cache_section),
+    ("nbd", nbd_section),
+]
 
 
 def parse_size(s):

@@ -211,8 +211,10 @@ int Mount(const Args& args) {
   }
 
   uint64_t readahead = 0;
-  s = ParseSize(cl.Get<std::string>("readahead"), &readahead);
-  if (!s.ok()) return UsageError(sub, "--readahead: " + s.message());
+  if (cl.Get<std::string>("readahead") != "0") {
+    s = ParseSize(cl.Get<std::string>("readahead"), &readahead);
+    if (!s.ok()) return UsageError(sub, "--readahead: " + s.message() + " (or 0: none)");
+  }
 
   net::TreeNodeOptions tree_opts;
   if (cl.Has("listen")) tree_opts.listen = cl.Get<std::string>("listen");

@@ -1,4 +1,6 @@
 // vshare: share one block volume among many hosts. See vshare(1).
+#include <malloc.h>
+
 #include <cstdio>
 #include <exception>
 #include <string>
@@ -30,6 +32,11 @@ void PrintUsage(FILE* out) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  // Block ranges are buffers of a few MiB, made and freed all the time:
+  // keep them in the heap rather than in fresh mappings each time (which
+  // the kernel must fault in and zero).
+  mallopt(M_MMAP_THRESHOLD, 64 << 20);
+  mallopt(M_TRIM_THRESHOLD, 256 << 20);
   // The exception wall for the command line: nothing escapes main.
   try {
     if (argc < 2) {

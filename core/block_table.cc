@@ -50,6 +50,13 @@ BlockTable::BlockTable(const Options& opts)
   }
 }
 
+void BlockTable::Prefault() {
+  if (!arena_) return;
+  const size_t n = opts_.geometry.capacity_bytes();
+  volatile uint8_t* p = arena_.get();
+  for (size_t off = 0; off < n; off += 4096) p[off] = p[off];
+}
+
 uint32_t BlockTable::SetOf(uint64_t block) const {
   uint64_t h = block;
   if (opts_.geometry.hash == CacheHash::kMix) {  // splitmix64 finaliser

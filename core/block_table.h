@@ -134,6 +134,10 @@ class BlockTable {
   };
 
   explicit BlockTable(const Options& opts);
+  // Writes to every page of the arena: after a fork (a daemon), the pages
+  // touched at construction are shared copy-on-write with the parent, and
+  // the first write to each would fault on the I/O path.
+  void Prefault();
   BlockTable(const BlockTable&) = delete;
   BlockTable& operator=(const BlockTable&) = delete;
 

@@ -29,10 +29,10 @@ class Bytes {
     n_ = vec->size();
   }
   static Bytes Copy(std::span<const uint8_t> s) { return Bytes(std::vector<uint8_t>(s.begin(), s.end())); }
-  // A new buffer of `n` bytes, zeroed; *writable may be used to fill it
-  // until the Bytes is shared with another thread.
+  // A new buffer of `n` bytes, not cleared: *writable is for filling it
+  // (all of it) before the Bytes is shared with another thread.
   static Bytes Allocate(size_t n, uint8_t** writable) {
-    std::shared_ptr<uint8_t[]> buf(new uint8_t[n ? n : 1]());
+    std::shared_ptr<uint8_t[]> buf(new uint8_t[n ? n : 1]);
     Bytes b;
     b.p_ = buf.get();
     b.n_ = n;

@@ -86,6 +86,17 @@ bool Replica::AdvanceGrant(uint64_t block, Job& j, GrantJob& g, Time now) {
   if (local) {
     switch (g.local) {
       case GrantJob::Local::kRead: {
+        if (read_sink_ && table_->keeps_data()) {  // straight to where the caller wants it
+          bool sunk;
+          {
+            BlockTable::Locked set = table_->Lock(block);
+            sunk = read_sink_(j.local_op, {set.Find(block)->data, block_size()});
+          }
+          if (sunk) {
+            CompleteLocalOp(j.local_op, Status::Ok());
+            return true;
+          }
+        }
         Bytes bytes;
         GetCopy(block, &bytes);
         CompleteLocalOp(j.local_op, Status::Ok(), std::move(bytes));
@@ -127,9 +138,17 @@ bool Replica::AdvanceGrant(uint64_t block, Job& j, GrantJob& g, Time now) {
   r.hb_ttl_ms = hb_ttl_ms_;
   r.version = StateOf(block).version;
   if (needs_bytes) {
-    Bytes bytes;
-    GetCopy(block, &bytes);
-    r.data = std::move(bytes);
+    // A block of a range request goes straight into the range's buffer.
+    Bytes slice;
+    if (uint8_t* dst = ranges_.AnswerBuffer(j.reply_xid, &slice); dst && table_->keeps_data()) {
+      BlockTable::Locked set = table_->Lock(block);
+      std::memcpy(dst, set.Find(block)->data, block_size());
+      r.data = slice;
+    } else {
+      Bytes bytes;
+      GetCopy(block, &bytes);
+      r.data = std::move(bytes);
+    }
   }
   Finish(j, r);
   return true;

@@ -90,6 +90,15 @@ std::vector<Message> RangeAdapter::Split(bool from_parent, LinkId from, const Me
   return out;
 }
 
+uint8_t* RangeAdapter::AnswerBuffer(uint64_t xid, Bytes* slice) {
+  if (!IsPrivate(xid)) return nullptr;
+  OpenSplit& s = splits_.at(SplitOf(xid));
+  const size_t i = xid & ((uint64_t{1} << kIndexBits) - 1);
+  if (!s.writable) s.answers = Bytes::Allocate(size_t{s.count} * block_size_, &s.writable);
+  *slice = s.answers.Slice(i * block_size_, block_size_);
+  return s.writable + i * block_size_;
+}
+
 std::vector<Outgoing> RangeAdapter::Merge(std::vector<Outgoing> out, const std::function<uint64_t()>& new_call_id) {
   struct Group {
     bool part = false;  // an answer to a split (else a range call)

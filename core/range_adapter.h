@@ -49,6 +49,11 @@ class RangeAdapter {
   // call made of several.
   std::vector<Outgoing> Merge(std::vector<Outgoing> out, const std::function<uint64_t()>& new_call_id);
 
+  // For the answer to block `xid` of a range request being served: where
+  // its bytes go, in one buffer with the rest of the range, so that the
+  // answer's parts need no copying. Null for any other XID.
+  uint8_t* AnswerBuffer(uint64_t xid, Bytes* slice);
+
   // Whether `call_id` is a range call made by Merge.
   bool IsRangeCall(uint64_t call_id) const { return calls_.count(call_id) > 0; }
   // The answers one reply part (or the call's failure) gives the calls it
@@ -71,6 +76,8 @@ class RangeAdapter {
     uint64_t first = 0;
     uint32_t count = 0;
     uint32_t remaining = 0;
+    Bytes answers;  // the range's bytes, once the first block's are written
+    uint8_t* writable = nullptr;
   };
   struct RangeCall {
     uint64_t first = 0;

@@ -134,6 +134,12 @@ class Replica final : private WriterLock::Host, private SyncBarrier::Host {
   uint64_t StartLocal(uint64_t block, Perm want, Time now);
   // Read the block (READ permission).
   uint64_t ReadLocal(uint64_t block, Time now);
+  // Where local reads' bytes go: called at the grant, with the block's
+  // set locked, for each ReadLocal; when it returns true it has taken the
+  // bytes, and the completion carries none. Without one (or when it returns
+  // false), LocalDone::data has them.
+  using ReadSink = std::function<bool(uint64_t op, std::span<const uint8_t> block)>;
+  void SetReadSink(ReadSink sink) { read_sink_ = std::move(sink); }
   // Read-ahead: make the block readable here; nobody waits for it.
   void PrefetchLocal(uint64_t block, Time now);
   // Write `data` at `offset` within the block (WRITE permission). The block
@@ -430,6 +436,7 @@ class Replica final : private WriterLock::Host, private SyncBarrier::Host {
 
   const ReplicaConfig cfg_;
   std::unique_ptr<BlockTable> table_;
+  ReadSink read_sink_;
   Time now_{};
   Effects effects_;
   RangeAdapter ranges_;

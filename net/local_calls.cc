@@ -54,7 +54,9 @@ void TreeNode::Complete(LocalDone& d) {
   std::lock_guard lock(b->mu);
   if (b->cancelled) return;
   if (!d.status.ok() && b->status.ok()) b->status = d.status;
-  if (d.status.ok() && b->outs[i]) {
+  // (A read's bytes are usually in place already: the read sink put them
+  // there at the grant.)
+  if (d.status.ok() && b->outs[i] && !d.data.empty()) {
     const auto [off, len] = b->ranges[i];
     if (d.data.size() >= off + len) std::memcpy(b->outs[i], d.data.data() + off, len);
     else if (b->status.ok()) b->status = Status::IOError("short block from the engine");

@@ -5,6 +5,8 @@
 #include "core/log.h"
 #include "core/store_io.h"
 
+#include <cstring>
+
 namespace vshare::net {
 
 namespace {
@@ -34,6 +36,17 @@ TreeNode::TreeNode(TreeNodeOptions opts, ReplicaConfig cfg, std::unique_ptr<Bloc
       work_(io_.get_executor()),
       acceptor_(io_) {
   table_ = replica_.table();
+  // A local read's bytes go from the slot straight into the caller's buffer.
+  replica_.SetReadSink([this](uint64_t op, std::span<const uint8_t> block) {
+    auto it = waiting_.find(op);
+    if (it == waiting_.end()) return true;  // its caller gave up: nothing to copy
+    auto& [b, i] = it->second;
+    std::lock_guard lock(b->mu);
+    if (b->cancelled || !b->outs[i]) return true;
+    const auto [off, len] = b->ranges[i];
+    std::memcpy(b->outs[i], block.data() + off, len);
+    return true;
+  });
   if (replica_.config().is_root && !opts_.peer.empty()) {
     role_.emplace(opts_.standby, replica_.config().hb_ttl_ms, replica_.margin_ms());
     replica_.SetAuthority(role_->ServingUntil(), Now());  // nothing until the role says so
@@ -85,6 +98,7 @@ Status TreeNode::Start() {
     if (ec) return Status::Busy("cannot listen on " + opts_.listen + ": " + ec.message());
     port_ = acceptor_.local_endpoint().port();
   }
+  if (BlockTable* t = table_.load()) t->Prefault();  // made before a fork, maybe
   {
     TerminationSignalsBlocked blocked;  // signals are for the main thread
     if (store_) store_pool_ = std::make_unique<asio::thread_pool>(std::max(1u, opts_.store_threads));
