@@ -178,18 +178,26 @@ void Replica::Pump(uint64_t block, Time now) {
   auto it = runs_.find(block);
   if (it == runs_.end()) return;
   BlockRun& run = it->second;
-  if (!table_ || (!connected_ && !rejoining_)) return;  // Start() or a child's CONNECT is under way
-  if (now < run.retry_at) return;                     // the parent said IN_RECOVERY: Tick comes back
+  // Start() or a child's CONNECT is under way; or the parent said
+  // IN_RECOVERY, and the run asks again later.
+  if (!table_ || (!connected_ && !rejoining_) || now < run.retry_at) return Park(block, run);
   while (!run.jobs.empty() && run.acks == 0 && !run.waiting_parent && !run.recall && run.store_ops == 0) {
     Job& head = run.jobs.front();
     // With the parent link down, only reads the lease still covers go on.
     if (!connected_) {
       const GrantJob* g = head.as<GrantJob>();
-      if (head.from != kLocal || !g || g->want != Perm::kRead || Held(block, now) < Perm::kRead) return;
+      if (head.from != kLocal || !g || g->want != Perm::kRead || Held(block, now) < Perm::kRead)
+        return Park(block, run);
     }
+    if (!RoomUpstream(block, run, head, now)) return;
     if (!EnsureSlot(block, now)) return;
     run.waiting_slot = false;
-    if (!Advance(block, head, now)) return;
+    if (!Advance(block, head, now)) {
+      // Waiting for nothing that will come by itself (the lease, a failed
+      // child's grants, the root's authority): a tick looks again.
+      if (run.acks == 0 && !run.waiting_parent && !run.recall && run.store_ops == 0) Park(block, run);
+      return;
+    }
     run.jobs.erase(run.jobs.begin());
   }
   // By key: Advance may have added runs for other blocks, and a rehash
@@ -210,16 +218,72 @@ void Replica::Pump(uint64_t block, Time now) {
   }
 }
 
+void Replica::Park(uint64_t block, BlockRun& run) {
+  if (run.parked) return;
+  run.parked = true;
+  parked_.push_back(block);
+}
+
+void Replica::ParkAll() {
+  for (auto& [block, run] : runs_) Park(block, run);
+}
+
 void Replica::PumpAll(Time now) {
-  std::vector<uint64_t> blocks;
-  blocks.reserve(runs_.size());
-  for (const auto& [block, run] : runs_) blocks.push_back(block);
+  std::vector<uint64_t> blocks = std::exchange(parked_, {});
   std::sort(blocks.begin(), blocks.end());  // a fixed order, for repeatable runs
   for (uint64_t b : blocks) {
     auto it = runs_.find(b);
-    if (it == runs_.end()) continue;
+    if (it == runs_.end() || !it->second.parked) continue;
+    it->second.parked = false;
     if (it->second.recall) ServeRecall(b, now);
     else Pump(b, now);
+  }
+}
+
+// ---- The upstream window ----
+
+size_t Replica::UpstreamWindow() const {
+  constexpr uint64_t kWindowBytes = 32u << 20;
+  return std::max<size_t>(64, kWindowBytes / block_size());
+}
+
+bool Replica::MayGoUpstream(uint64_t block, const Job& head, Time now) const {
+  return std::visit(
+      [&](const auto& k) -> bool {
+        using T = std::decay_t<decltype(k)>;
+        if constexpr (std::is_same_v<T, GrantJob>) return Held(block, now) < k.want || !HasCopy(block);
+        else if constexpr (std::is_same_v<T, FlushJob>) return k.stage == FlushJob::Stage::kStart || k.resend;
+        else if constexpr (std::is_same_v<T, PutJob>) return k.stage != PutJob::Stage::kStored;
+        else if constexpr (std::is_same_v<T, ForwardJob>) return k.stage == ForwardJob::Stage::kStart;
+        else if constexpr (std::is_same_v<T, DropJob>)
+          return k.stage == DropJob::Stage::kStart || k.stage == DropJob::Stage::kRelease;
+        else if constexpr (std::is_same_v<T, RecoverJob>) return k.stage == RecoverJob::Stage::kStart;
+        else if constexpr (std::is_same_v<T, EvictJob>) return k.stage == EvictJob::Stage::kStart;
+        else return false;  // a release, a child's semi-sync bytes
+      },
+      head.kind);
+}
+
+bool Replica::RoomUpstream(uint64_t block, BlockRun& run, const Job& head, Time now) {
+  if (cfg_.is_root || upstream_in_flight_ < UpstreamWindow() || !MayGoUpstream(block, head, now)) return true;
+  if (!run.waiting_window) {
+    run.waiting_window = true;
+    window_waiters_.push_back(block);
+  }
+  return false;
+}
+
+void Replica::UpstreamDone() {
+  if (upstream_in_flight_ > 0) --upstream_in_flight_;
+  const size_t window = UpstreamWindow();
+  // Woken a batch at a time, in the order they came, so that neighbours
+  // go up together as ranges.
+  if (window_waiters_.empty() || upstream_in_flight_ + window / 4 > window) return;
+  for (size_t room = window - upstream_in_flight_; room > 0 && !window_waiters_.empty(); --room) {
+    const uint64_t b = window_waiters_.front();
+    window_waiters_.pop_front();
+    if (auto it = runs_.find(b); it != runs_.end()) it->second.waiting_window = false;
+    wake_.push_back(b);
   }
 }
 
@@ -351,25 +415,36 @@ void Replica::FillFromStore(uint64_t block) {
 }
 
 size_t Replica::WriteBack(const std::vector<uint64_t>& blocks, uint64_t sequence) {
-  size_t issued = 0;
-  for (uint64_t b : blocks) {
-    Bytes data;
-    uint32_t writes = 0;
-    {
-      BlockTable::Locked set = table_->Lock(b);
-      BlockTable::Slot* s = set.Find(b);
-      if (!s || !s->dirty) continue;
-      data = CopyBytes(*s);
-      writes = s->writes;
+  // Contiguous blocks are copied into one buffer, so that their writes
+  // join into one store request without copying again.
+  const size_t bs = block_size();
+  const size_t most = RangeAdapter::kMaxRangeBytes / bs;
+  size_t written = 0;
+  for (size_t i = 0; i < blocks.size();) {
+    size_t n = 1;
+    while (i + n < blocks.size() && n < most && blocks[i + n] == blocks[i] + n) ++n;
+    uint8_t* w;
+    Bytes run = Bytes::Allocate(n * bs, &w);
+    for (size_t k = 0; k < n; ++k) {
+      const uint64_t b = blocks[i + k];
+      uint32_t writes = 0;
+      {
+        BlockTable::Locked set = table_->Lock(b);
+        BlockTable::Slot* s = set.Find(b);
+        if (!s || !s->dirty) continue;
+        if (s->data) std::memcpy(w + k * bs, s->data, bs);
+        else std::memset(w + k * bs, 0, bs);
+        writes = s->writes;
+      }
+      StoreWait wait{StoreWait::Kind::kWrite};
+      wait.writes.push_back(writes);
+      wait.sequence = sequence;
+      StoreRequest(StoreOp::Kind::kWrite, b, std::move(wait), run.Slice(k * bs, bs));
+      ++written;
     }
-    StoreWait wait{StoreWait::Kind::kWrite};
-    wait.writes.push_back(writes);
-    wait.sequence = sequence;
-    const size_t before = effects_.store.size();
-    StoreRequest(StoreOp::Kind::kWrite, b, std::move(wait), std::move(data));
-    if (effects_.store.size() > before) ++issued;
+    i += n;
   }
-  return issued;
+  return written;
 }
 
 void Replica::StartDurability(const std::vector<uint64_t>& blocks, uint64_t barrier, uint64_t for_block, bool sync) {
@@ -378,10 +453,27 @@ void Replica::StartDurability(const std::vector<uint64_t>& blocks, uint64_t barr
   d.barrier = barrier;
   d.block = for_block;
   d.sync = sync;
+  d.todo = blocks;
   if (!barrier) ++runs_[for_block].store_ops;  // its queue waits for the whole sequence
-  d.writes = WriteBack(blocks, seq);
-  if (d.writes > 0) return;
-  if (!sync) return FinishDurability(seq);
+  FeedDurability(seq);
+}
+
+void Replica::FeedDurability(uint64_t seq) {
+  auto it = durability_.find(seq);
+  if (it == durability_.end()) return;
+  Durability& d = it->second;
+  // A window at a time: the bytes copied out for the store stay bounded,
+  // however much is dirty.
+  const size_t window = UpstreamWindow();
+  while (d.in_flight < window && d.next < d.todo.size()) {
+    const size_t n = std::min(window - d.in_flight, d.todo.size() - d.next);
+    const std::vector<uint64_t> part(d.todo.begin() + d.next, d.todo.begin() + d.next + n);
+    d.next += n;
+    d.in_flight += WriteBack(part, seq);
+  }
+  if (d.in_flight > 0) return;
+  if (!d.sync) return FinishDurability(seq);
+  if (d.synced) return;
   d.synced = true;
   StoreRequest(StoreOp::Kind::kSync, 0, StoreWait{StoreWait::Kind::kSync, 0, 0, {}, seq});
 }
@@ -430,12 +522,13 @@ void Replica::StoreDone(uint64_t id, const Status& st, Time now) {
   if (d == durability_.end()) return;
   if (!st.ok() && d->second.error.ok()) d->second.error = st;
   if (w.kind == StoreWait::Kind::kWrite) {
-    if (--d->second.writes > 0) return;
-    if (!d->second.sync) return FinishDurability(w.sequence);
-    // Synced even after a failed write (the others are made durable), and
-    // the first failure reported.
-    d->second.synced = true;
-    return StoreRequest(StoreOp::Kind::kSync, 0, StoreWait{StoreWait::Kind::kSync, 0, 0, {}, w.sequence});
+    Durability& dur = d->second;
+    dur.in_flight -= std::min<size_t>(dur.in_flight, w.count);
+    // More once half the window is free; synced even after a failed write
+    // (the others are made durable), and the first failure reported.
+    if (dur.in_flight == 0 || (dur.next < dur.todo.size() && dur.in_flight <= UpstreamWindow() / 2))
+      FeedDurability(w.sequence);
+    return;
   }
   FinishDurability(w.sequence);  // the sync: the sequence is over
   (void)now;

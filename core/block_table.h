@@ -134,9 +134,10 @@ class BlockTable {
   };
 
   explicit BlockTable(const Options& opts);
-  // Writes to every page of the arena: after a fork (a daemon), the pages
-  // touched at construction are shared copy-on-write with the parent, and
-  // the first write to each would fault on the I/O path.
+  ~BlockTable();
+  // Touches every page of the arena, so that the page faults (and the
+  // kernel's allocations behind them) happen at start-up rather than on
+  // the I/O path. Call it in the process that serves (after any fork).
   void Prefault();
   BlockTable(const BlockTable&) = delete;
   BlockTable& operator=(const BlockTable&) = delete;
@@ -228,7 +229,7 @@ class BlockTable {
   void SetDirtyBit(uint32_t set, bool on);
 
   const Options opts_;
-  std::unique_ptr<uint8_t[]> arena_;
+  uint8_t* arena_ = nullptr;  // the slots' bytes, mapped (null without bytes)
   std::vector<Slot> slots_;  // sets * ways, set-major
   std::unique_ptr<Set[]> sets_;
   std::unique_ptr<std::atomic<uint64_t>[]> dirty_sets_;  // bit per set with dirty slots

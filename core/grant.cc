@@ -209,7 +209,7 @@ void Replica::UpstreamReply(uint64_t block, Job& j, const Call& call, const Stat
     // shortly (the caller's own deadline bounds the wait).
     run.retry_at = now + std::chrono::milliseconds(100);
     Restage(j);
-    return;
+    return Park(block, run);
   }
   if (!st.ok() && !j.as<PutJob>()) {
     // The link failed under the request, or it timed out: ask again once
@@ -219,7 +219,7 @@ void Replica::UpstreamReply(uint64_t block, Job& j, const Call& call, const Stat
     // bounds the wait.
     run.retry_at = now + std::chrono::milliseconds(200);
     Restage(j);
-    return;
+    return Park(block, run);
   }
   GrantJob* g = j.as<GrantJob>();
   if (!g) {  // the job reads the answer when it runs again

@@ -128,6 +128,8 @@ struct BlockRun {
   int acks = 0;  // INVALIDATEs to children in flight
   bool waiting_parent = false;
   bool waiting_slot = false;  // no room in the block's set yet
+  bool waiting_window = false;  // no room in the upstream window yet
+  bool parked = false;          // in Replica::parked_
   int store_ops = 0;          // the root: store I/O on the block under way; the queue waits
   std::optional<Recall> recall;
   Time retry_at{};  // after IN_RECOVERY from the parent: ask again then

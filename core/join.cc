@@ -131,6 +131,7 @@ void Replica::Joined(const Call& call, const Status& st, const Message& reply, T
   if (connected_) {  // requests made while connecting may go now
     connect_error_.clear();
     connect_refusal_.reset();
+    ParkAll();  // once per join: every queue looks again
     PumpAll(now);
     writer_lock_.Pump();
   }

@@ -26,7 +26,7 @@ void Replica::ServeRecall(uint64_t block, Time now) {
     }
     if (run.acks > 0) return;
     // A failed child's grant stands until its lease is over (Tick comes back).
-    if (BlockedByFailed(block, rc.to == Perm::kNone ? Perm::kWrite : Perm::kRead, kLocal)) return;
+    if (BlockedByFailed(block, rc.to == Perm::kNone ? Perm::kWrite : Perm::kRead, kLocal)) return Park(block, run);
   }
   Message r = ReplyFor(rc.reply_xid);
   if (resident) {

@@ -260,6 +260,7 @@ void Replica::HandleReply(uint64_t call_id, const Status& st, const Message& rep
       return Pump(block, now);
     }
     case CallKind::kUpstream: {
+      UpstreamDone();
       BlockRun& run = runs_[call.block];
       run.waiting_parent = false;
       if (run.jobs.empty()) return Pump(call.block, now);
@@ -315,6 +316,7 @@ void Replica::SendToParent(Message m) {
 uint64_t Replica::CallParent(Message m, Call c, std::chrono::milliseconds timeout) {
   if (c.sent == Time{}) c.sent = now_;
   const uint64_t id = next_call_++;
+  if (c.kind == CallKind::kUpstream) ++upstream_in_flight_;
   calls_.emplace(id, c);
   effects_.messages.push_back(Outgoing{Outgoing::Kind::kCall, true, 0, id, std::move(m), timeout});
   return id;
@@ -473,7 +475,10 @@ void Replica::FlushBlock(uint64_t op, uint64_t block) {
   Job j = LocalJob(op);
   FlushJob f;
   f.own = true;
-  f.keep = Perm::kRead;
+  // A barrier is about durability, not sharing: the writer keeps WRITE and
+  // goes on writing while its bytes travel (what it writes meanwhile stays
+  // dirty). Another node that wants the block recalls it as usual.
+  f.keep = Perm::kWrite;
   j.kind = std::move(f);
   Enqueue(block, std::move(j), now_);
 }

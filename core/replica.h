@@ -32,6 +32,7 @@
 #pragma once
 
 #include <chrono>
+#include <deque>
 #include <functional>
 #include <memory>
 #include <optional>
@@ -275,7 +276,9 @@ class Replica final : private WriterLock::Host, private SyncBarrier::Host {
   // Writes, then a sync: for a barrier at the root, or a job whose bytes
   // must be durable before it goes on.
   struct Durability {
-    size_t writes = 0;  // still running
+    std::vector<uint64_t> todo;  // the blocks to write, in order
+    size_t next = 0;             // todo[next...] not written yet
+    size_t in_flight = 0;        // blocks being written
     bool synced = false;
     Status error;
     uint64_t barrier = 0;  // for a barrier, or
@@ -323,17 +326,32 @@ class Replica final : private WriterLock::Host, private SyncBarrier::Host {
   void WakeSet(uint32_t set, Time now);
   // A block with work queued or under way keeps its slot.
   bool Pinned(uint64_t block) const { return runs_.count(block) > 0; }
+  // A queue that waits for no event of its own (a retry time, the lease,
+  // the link, a failed child's grants): Tick and the events that end such
+  // waits pump it again (PumpAll), so that they never walk every queue.
+  void Park(uint64_t block, BlockRun& run);
+  void ParkAll();
+  // The upstream window: at most UpstreamWindow() requests for blocks are
+  // on their way to the parent at once, so that a HEARTBEAT never waits
+  // behind more than that on the link and the bytes in transit stay
+  // bounded. A queue whose head job would ask the parent waits for room
+  // (false), and is woken, in the order it came, once there is.
+  bool RoomUpstream(uint64_t block, BlockRun& run, const Job& head, Time now);
+  bool MayGoUpstream(uint64_t block, const Job& head, Time now) const;
+  void UpstreamDone();
+  size_t UpstreamWindow() const;
   void Restage(Job& j);
   void CallUpstream(uint64_t block, Job& j, Message up, Time now);
   void StoreRequest(StoreOp::Kind kind, uint64_t block, StoreWait wait, Bytes data = {});
   // The root: read the block from the store into its slot; its queue waits.
   void FillFromStore(uint64_t block);
-  // The root: write the blocks' dirty bytes to the store (and, with a
-  // sequence, sync once all are written). Returns the writes issued.
+  // The root: write the blocks' dirty bytes to the store, as part of a
+  // durability sequence (0: none). Returns the blocks written.
   size_t WriteBack(const std::vector<uint64_t>& blocks, uint64_t sequence);
   // The root: `blocks` reach the store (durably, with `sync`), then the
   // barrier completes or the block's head job goes on (Job::durable set).
   void StartDurability(const std::vector<uint64_t>& blocks, uint64_t barrier, uint64_t for_block, bool sync = true);
+  void FeedDurability(uint64_t sequence);
   void FinishDurability(uint64_t sequence);
   void StoreDone(uint64_t id, const Status& st, Time now);
 
@@ -427,6 +445,7 @@ class Replica final : private WriterLock::Host, private SyncBarrier::Host {
   std::vector<uint64_t> DirtyBlocks() override;
   std::vector<uint64_t> HeldBlocks() override;
   std::vector<uint64_t> ForwardedBlocks() override { return {forwarded_.begin(), forwarded_.end()}; }
+  size_t WindowBlocks() const override { return UpstreamWindow(); }
   void ForgetForwarded(const std::vector<uint64_t>& blocks) override;
   void FlushBlock(uint64_t op, uint64_t block) override;
   void DropBlock(uint64_t op, uint64_t block) override;
@@ -472,6 +491,9 @@ class Replica final : private WriterLock::Host, private SyncBarrier::Host {
   std::unordered_map<uint64_t, Durability> durability_;
   uint64_t next_store_ = 1;
   std::vector<uint64_t> wake_;  // blocks to pump once the current event is done
+  std::vector<uint64_t> parked_;  // see Park()
+  size_t upstream_in_flight_ = 0;
+  std::deque<uint64_t> window_waiters_;  // blocks waiting for room upstream, in order
   uint64_t revalidated_ = 0;
 
   // Recovery (after a rejoin).

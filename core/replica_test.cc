@@ -650,7 +650,7 @@ TEST_CASE("a sync barrier carries data a recall left in a proxy all the way to a
   CHECK(t.net.done("E")[op].ok());
   CHECK(t.net.TakeLog() == Log{
       "E->C IO_REQUEST/FLUSH vol=26924852",                      // the barrier: no block
-      "C->A IO_REQUEST/FLUSH vol=32002 block=7 perm=READ data",  // C's dirty block first
+      "C->A IO_REQUEST/FLUSH vol=32002 block=7 perm=WRITE data",  // C's dirty block first, keeping WRITE
       "A->C OK_REPLY",
       "C->A IO_REQUEST/FLUSH vol=32002",                         // then the barrier goes up
       "A->C OK_REPLY",

@@ -1,5 +1,7 @@
 #include "core/sync_barrier.h"
 
+#include <algorithm>
+
 namespace vshare {
 
 namespace {
@@ -23,16 +25,8 @@ uint64_t SyncBarrier::New(LinkId from, uint64_t xid, uint64_t op, bool drop) {
 
 void SyncBarrier::Start(LinkId from, uint64_t xid, uint64_t op) {
   const uint64_t id = New(from, xid, op, false);
-  std::vector<uint64_t> dirty = host_->DirtyBlocks();
-  std::vector<uint64_t> ops;
-  for (size_t i = 0; i < dirty.size(); ++i) {
-    ops.push_back(host_->NewLocalOp());
-    block_ops_[ops.back()] = id;
-  }
-  barriers_[id].pending = dirty.size();
-  // In block order, so that neighbours go up together as ranges.
-  for (size_t i = 0; i < dirty.size(); ++i) host_->FlushBlock(ops[i], dirty[i]);
-  if (barriers_.count(id) && barriers_[id].pending == 0) ready_.push_back(id);
+  barriers_[id].todo = host_->DirtyBlocks();  // in block order: neighbours go up together as ranges
+  Feed(id);
   Progress();
 }
 
@@ -40,16 +34,31 @@ void SyncBarrier::StartDrop(uint64_t op) {
   const uint64_t id = New(kLocal, 0, op, true);
   // Every block held here goes back, dirty or not (a proxy's too: its
   // children's grants are untouched, so it keeps what they need).
-  std::vector<uint64_t> held = host_->HeldBlocks();
-  std::vector<uint64_t> ops;
-  for (size_t i = 0; i < held.size(); ++i) {
-    ops.push_back(host_->NewLocalOp());
-    block_ops_[ops.back()] = id;
-  }
-  barriers_[id].pending = held.size();
-  for (size_t i = 0; i < held.size(); ++i) host_->DropBlock(ops[i], held[i]);
-  if (barriers_.count(id) && barriers_[id].pending == 0) ready_.push_back(id);
+  barriers_[id].todo = host_->HeldBlocks();
+  Feed(id);
   Progress();
+}
+
+void SyncBarrier::Feed(uint64_t id) {
+  auto it = barriers_.find(id);
+  if (it == barriers_.end()) return;
+  const size_t window = std::max<size_t>(1, host_->WindowBlocks());
+  if (it->second.running > window / 2) return;
+  while (true) {
+    // Looked up each time: a block done at once (nothing to flush) calls
+    // back into OnBlockDone.
+    Barrier& b = barriers_.at(id);
+    if (b.running >= window || b.next >= b.todo.size()) break;
+    const uint64_t block = b.todo[b.next++];
+    const uint64_t op = host_->NewLocalOp();
+    block_ops_[op] = id;
+    ++b.running;
+    if (b.drop) host_->DropBlock(op, block);
+    else host_->FlushBlock(op, block);
+  }
+  Barrier& b = barriers_.at(id);
+  if (b.next >= b.todo.size()) b.todo = {};  // all started: the list is not needed any more
+  if (!Pending(b)) ready_.push_back(id);
 }
 
 bool SyncBarrier::OnBlockDone(uint64_t op, const Status& st) {
@@ -59,15 +68,23 @@ bool SyncBarrier::OnBlockDone(uint64_t op, const Status& st) {
   block_ops_.erase(it);
   auto b = barriers_.find(id);
   if (b == barriers_.end()) return true;
-  --b->second.pending;
-  if (!st.ok() && b->second.error.ok()) b->second.error = st;
+  Barrier& bar = b->second;
+  --bar.running;
+  if (!st.ok() && bar.error.ok()) bar.error = st;
   // Progress is made by whoever runs next: not in the middle of the
   // completion that told us.
-  if (b->second.pending == 0) ready_.push_back(id);
+  if (!Pending(bar)) ready_.push_back(id);
+  else if (bar.next < bar.todo.size() && bar.running == std::max<size_t>(1, host_->WindowBlocks()) / 2)
+    hungry_.push_back(id);
   return true;
 }
 
 void SyncBarrier::Progress() {
+  while (!hungry_.empty()) {
+    const uint64_t id = hungry_.back();
+    hungry_.pop_back();
+    Feed(id);
+  }
   while (!ready_.empty()) {
     const uint64_t id = ready_.back();
     ready_.pop_back();
@@ -77,7 +94,7 @@ void SyncBarrier::Progress() {
 
 void SyncBarrier::Advance(uint64_t id) {
   Barrier& b = barriers_.at(id);
-  if (b.pending > 0 || b.sent_up || b.flushing_root) return;
+  if (Pending(b) || b.sent_up || b.flushing_root) return;
   if (!b.error.ok() || b.drop) return Finish(id, b.error);
   if (host_->IsRoot()) {
     b.flushing_root = true;
@@ -111,7 +128,7 @@ void SyncBarrier::OnReply(uint64_t id, const Status& st, const Message& reply) {
 
 void SyncBarrier::Tick() {
   for (auto& [id, b] : barriers_)
-    if (b.retry_at != Time{} && host_->Now() >= b.retry_at && !b.sent_up && b.pending == 0 && !b.flushing_root) {
+    if (b.retry_at != Time{} && host_->Now() >= b.retry_at && !b.sent_up && !Pending(b) && !b.flushing_root) {
       b.retry_at = Time{};
       ready_.push_back(id);
     }

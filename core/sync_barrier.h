@@ -11,6 +11,10 @@
 // DropAll is a barrier of another kind: every block held here goes back
 // (dirty ones to the root first) and nothing goes up at the end.
 //
+// A barrier's blocks are taken in block order, a window at a time
+// (Host::WindowBlocks): so the jobs and the bytes on their way stay
+// bounded however much is dirty, and neighbours still go up as ranges.
+//
 // Not thread-safe: the engine's thread only.
 #pragma once
 
@@ -36,8 +40,10 @@ class SyncBarrier {
     virtual std::vector<uint64_t> DirtyBlocks() = 0;
     virtual std::vector<uint64_t> HeldBlocks() = 0;  // held, or dirty
     virtual std::vector<uint64_t> ForwardedBlocks() = 0;
+    // How many of a barrier's block flushes (or drops) may run at once.
+    virtual size_t WindowBlocks() const = 0;
     virtual void ForgetForwarded(const std::vector<uint64_t>& blocks) = 0;
-    // Queue a flush (keeping READ) or a drop of `block` as local op `op`.
+    // Queue a flush (keeping what is held) or a drop of `block` as local op `op`.
     virtual void FlushBlock(uint64_t op, uint64_t block) = 0;
     virtual void DropBlock(uint64_t op, uint64_t block) = 0;
     // The root: write back and sync the store; then RootFlushed(barrier).
@@ -76,7 +82,9 @@ class SyncBarrier {
     LinkId from = kLocal;
     uint64_t reply_xid = 0;
     uint64_t local_op = 0;
-    size_t pending = 0;  // block flushes still running
+    std::vector<uint64_t> todo;  // its blocks, in order
+    size_t next = 0;             // todo[next...] not started yet
+    size_t running = 0;          // started and not done
     Status error;
     bool sent_up = false;
     bool flushing_root = false;
@@ -84,6 +92,9 @@ class SyncBarrier {
     std::vector<uint64_t> forwarded;  // forwarded when it began: at the root once it succeeds
     Time retry_at{};  // sent_up failed in transport: send it again then
   };
+  bool Pending(const Barrier& b) const { return b.running > 0 || b.next < b.todo.size(); }
+  // Starts the next of the barrier's blocks, once half the window is free.
+  void Feed(uint64_t id);
   void Advance(uint64_t id);
   void Finish(uint64_t id, Status st);
   uint64_t New(LinkId from, uint64_t xid, uint64_t op, bool drop);
@@ -92,6 +103,7 @@ class SyncBarrier {
   std::unordered_map<uint64_t, Barrier> barriers_;
   std::unordered_map<uint64_t, uint64_t> block_ops_;  // local op -> barrier
   std::vector<uint64_t> ready_;  // barriers whose flushes all ended
+  std::vector<uint64_t> hungry_;  // barriers with room in their window
   uint64_t next_ = 1;
   bool writes_lost_ = false;
 };

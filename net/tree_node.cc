@@ -38,8 +38,10 @@ TreeNode::TreeNode(TreeNodeOptions opts, ReplicaConfig cfg, std::unique_ptr<Bloc
   table_ = replica_.table();
   // A local read's bytes go from the slot straight into the caller's buffer.
   replica_.SetReadSink([this](uint64_t op, std::span<const uint8_t> block) {
+    // Not registered yet (granted at once, while it was being started), or
+    // its caller gave up: the completion carries the bytes instead.
     auto it = waiting_.find(op);
-    if (it == waiting_.end()) return true;  // its caller gave up: nothing to copy
+    if (it == waiting_.end()) return false;
     auto& [b, i] = it->second;
     std::lock_guard lock(b->mu);
     if (b->cancelled || !b->outs[i]) return true;
@@ -130,6 +132,7 @@ Status TreeNode::Start() {
                             std::to_string(opts_.io_timeout.count()) + " ms");
   if (!join_status_.ok()) return join_status_;
   table_ = replica_.table();  // made by the join, on the I/O thread, before join_done_
+  if (BlockTable* t = table_.load()) t->Prefault();  // here, not on the I/O thread
   if (acceptor_.is_open()) asio::post(io_, [this] { Spawn(AcceptLoop(), "accept"); });
   return Status::Ok();
 }
