@@ -34,6 +34,11 @@ void Replica::Store(uint64_t block, const BlockState& st) {
              " has no slot; dropped");
     return;
   }
+  StoreIn(*s, st);
+}
+
+void Replica::StoreIn(BlockTable::Slot& slot, const BlockState& st) {
+  BlockTable::Slot* s = &slot;
   const uint64_t before = s->holders & ~children_.stale_mask();
   children_.Counted(before, st.holders);
   s->held = cfg_.is_root ? Perm::kWrite : st.held;
@@ -61,8 +66,21 @@ Perm Replica::Held(uint64_t block, Time now) const {
   if (!table_ || !LeaseValid(now)) return Perm::kNone;  // indeterminate until renewed
   BlockTable::Locked set = table_->Lock(block);
   BlockTable::Slot* s = set.Find(block);
-  if (!s || now >= Time(std::chrono::nanoseconds(s->expiry_ns))) return Perm::kNone;
-  return table_->HeldOf(*s);
+  return s ? HeldIn(*s, now) : Perm::kNone;
+}
+
+Perm Replica::HeldIn(const BlockTable::Slot& s, Time now) const {
+  if (cfg_.is_root) return Perm::kWrite;
+  if (!LeaseValid(now) || now >= Time(std::chrono::nanoseconds(s.expiry_ns))) return Perm::kNone;
+  return table_->HeldOf(s);
+}
+
+uint32_t Replica::TtlLeftIn(const BlockTable::Slot& s, Time now) const {
+  if (cfg_.is_root) return cfg_.grant_ttl_ms;
+  const Time until{std::chrono::nanoseconds(s.expiry_ns)};
+  if (until <= now) return 0;
+  return static_cast<uint32_t>(
+      std::min<int64_t>(std::chrono::duration_cast<std::chrono::milliseconds>(until - now).count(), UINT32_MAX));
 }
 
 uint32_t Replica::TtlLeft(uint64_t block, Time now) const {

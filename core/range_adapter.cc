@@ -66,37 +66,70 @@ uint32_t RangeAdapter::max_blocks() const {
 }
 
 std::vector<Message> RangeAdapter::Split(bool from_parent, LinkId from, const Message& m) {
+  const uint64_t key = Open(from_parent, from, m);
+  std::vector<Message> out;
+  out.reserve(m.blocks());
+  for (uint32_t i = 0; i < m.blocks(); ++i) out.push_back(Request(key, m, i));
+  return out;
+}
+
+uint64_t RangeAdapter::Open(bool from_parent, LinkId from, const Message& m) {
   const uint64_t key = next_split_++;
   const uint32_t n = m.blocks();
   splits_[key] = {from_parent, from, m.xid, *m.block_num, n, n};
-  std::vector<Message> out;
-  out.reserve(n);
-  Message base = m;
-  base.count.reset();
-  base.versions.reset();
-  base.mask.reset();
-  base.data.reset();
-  for (uint32_t i = 0; i < n; ++i) {
-    Message b = base;
-    b.block_num = *m.block_num + i;
-    b.xid = kPrivate | (key << kIndexBits) | i;
-    if (m.versions) {
-      if ((*m.versions)[i]) b.version = (*m.versions)[i];
-      else b.version.reset();
-    }
-    if (m.data) b.data = m.data->Slice(size_t{i} * block_size_, block_size_);
-    out.push_back(std::move(b));
-  }
-  return out;
+  return key;
+}
+
+Message RangeAdapter::Request(uint64_t key, const Message& m, uint32_t i) const {
+  // Everything but the range's own fields, copied one by one: copying the
+  // whole message would copy its VERSIONS for every block.
+  Message b;
+  b.opcode = m.opcode;
+  b.hops_left = m.hops_left;
+  b.flags = m.flags;
+  b.originator = m.originator;
+  b.xid = PartXid(key, i);
+  b.volume_name = m.volume_name;
+  b.volume_id = m.volume_id;
+  b.connect_flags = m.connect_flags;
+  b.block_num = *m.block_num + i;
+  b.permissions = m.permissions;
+  b.verifier = m.verifier;
+  b.key = m.key;
+  b.ttl_ms = m.ttl_ms;
+  b.hb_ttl_ms = m.hb_ttl_ms;
+  b.status = m.status;
+  b.err_param = m.err_param;
+  b.err_value = m.err_value;
+  b.io_op = m.io_op;
+  b.protocol_version = m.protocol_version;
+  b.parent_list = m.parent_list;
+  b.cookie = m.cookie;
+  b.volume_size = m.volume_size;
+  b.block_size = m.block_size;
+  if (!m.versions) b.version = m.version;
+  else if ((*m.versions)[i]) b.version = (*m.versions)[i];
+  if (m.data) b.data = m.data->Slice(size_t{i} * block_size_, block_size_);
+  return b;
 }
 
 uint8_t* RangeAdapter::AnswerBuffer(uint64_t xid, Bytes* slice) {
   if (!IsPrivate(xid)) return nullptr;
-  OpenSplit& s = splits_.at(SplitOf(xid));
-  const size_t i = xid & ((uint64_t{1} << kIndexBits) - 1);
+  return AnswerBuffer(SplitOf(xid), static_cast<uint32_t>(xid & ((uint64_t{1} << kIndexBits) - 1)), slice);
+}
+
+uint8_t* RangeAdapter::AnswerBuffer(uint64_t key, uint32_t i, Bytes* slice) {
+  auto it = splits_.find(key);
+  if (it == splits_.end()) return nullptr;
+  OpenSplit& s = it->second;
   if (!s.writable) s.answers = Bytes::Allocate(size_t{s.count} * block_size_, &s.writable);
-  *slice = s.answers.Slice(i * block_size_, block_size_);
-  return s.writable + i * block_size_;
+  *slice = s.answers.Slice(size_t{i} * block_size_, block_size_);
+  return s.writable + size_t{i} * block_size_;
+}
+
+Bytes RangeAdapter::AnswerSlice(uint64_t key, uint32_t i, uint32_t count) const {
+  const OpenSplit& s = splits_.at(key);
+  return s.answers.Slice(size_t{i} * block_size_, size_t{count} * block_size_);
 }
 
 std::vector<Outgoing> RangeAdapter::Merge(std::vector<Outgoing> out, const std::function<uint64_t()>& new_call_id) {
@@ -111,6 +144,7 @@ std::vector<Outgoing> RangeAdapter::Merge(std::vector<Outgoing> out, const std::
     std::optional<uint32_t> ttl, hb;
     bool closed = false;
     bool more = false;
+    uint32_t whole = 0;  // a part built whole, of this many blocks
     size_t count() const { return data.size(); }
   };
   std::vector<Outgoing> result;
@@ -148,6 +182,18 @@ std::vector<Outgoing> RangeAdapter::Merge(std::vector<Outgoing> out, const std::
       const uint64_t key = SplitOf(o.msg.xid);
       OpenSplit& s = splits_.at(key);
       const uint64_t block = s.first + (o.msg.xid & ((uint64_t{1} << kIndexBits) - 1));
+      if (o.msg.count) {  // a part built whole (PartXid)
+        if (prev != last.end()) close(prev->second);  // before counting this one in
+        s.remaining -= std::min(s.remaining, *o.msg.count);
+        Group g;
+        g.part = true;
+        g.split = key;
+        g.first = block;
+        g.whole = *o.msg.count;
+        start(std::move(o), std::move(g));
+        close(result.size() - 1);
+        continue;
+      }
       --s.remaining;
       Message shape = Shape(o.msg, true);
       shape.block_num.reset();
@@ -211,6 +257,12 @@ std::vector<Outgoing> RangeAdapter::Merge(std::vector<Outgoing> out, const std::
     const OpenSplit& s = splits_.at(g.split);
     m.xid = s.xid;
     m.block_num = g.first;
+    if (g.whole) {
+      m.count = g.whole;
+      m.flags = static_cast<uint16_t>((m.flags & ~msg_flags::kMore) | (g.more ? msg_flags::kMore : 0));
+      if (!g.more) splits_.erase(g.split);
+      continue;
+    }
     m.count = n;
     m.flags = static_cast<uint16_t>((m.flags & ~msg_flags::kMore) | (g.more ? msg_flags::kMore : 0));
     m.version.reset();

@@ -49,10 +49,25 @@ class RangeAdapter {
   // call made of several.
   std::vector<Outgoing> Merge(std::vector<Outgoing> out, const std::function<uint64_t()>& new_call_id);
 
+  // Split in two steps, for a request served partly on the spot: Open
+  // registers it and returns its key; Request(key, m, i) is the per-block
+  // request for block i (what Split returns), answered as usual.
+  uint64_t Open(bool from_parent, LinkId from, const Message& m);
+  Message Request(uint64_t key, const Message& m, uint32_t i) const;
+  // A part answering blocks [i, i + count) of open request `key` at once,
+  // built whole by the engine: give it as a kSend to the requester, with
+  // XID PartXid(key, i) and COUNT `count` (even when 1), and Merge makes it
+  // a reply part of the request (MORE unless it is the last).
+  static uint64_t PartXid(uint64_t key, uint32_t i) { return kPrivate | (key << kIndexBits) | i; }
+
   // For the answer to block `xid` of a range request being served: where
   // its bytes go, in one buffer with the rest of the range, so that the
   // answer's parts need no copying. Null for any other XID.
   uint8_t* AnswerBuffer(uint64_t xid, Bytes* slice);
+  // The same for block i of open request `key`; and the bytes of blocks
+  // [i, i + count) of that buffer, once written.
+  uint8_t* AnswerBuffer(uint64_t key, uint32_t i, Bytes* slice);
+  Bytes AnswerSlice(uint64_t key, uint32_t i, uint32_t count) const;
 
   // Whether `call_id` is a range call made by Merge.
   bool IsRangeCall(uint64_t call_id) const { return calls_.count(call_id) > 0; }

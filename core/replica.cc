@@ -49,7 +49,9 @@ void Replica::OnChildMessage(LinkId child, const Message& m, Time now) {
     } else if (auto refusal = CheckBlockRequest(m, cfg_.volume_id, block_count(), block_size())) {
       SendToChild(child, ErrorReply(m.xid, refusal->status, refusal->param));
     } else {
-      for (const Message& one : ranges_.Split(false, child, m)) HandleChildMessage(child, one, now);
+      const bool grant = m.opcode == Opcode::kIoRequest && (m.io_op == IoOp::kGet || m.io_op == IoOp::kLock);
+      if (grant) ServeRange(child, m, now);
+      else for (const Message& one : ranges_.Split(false, child, m)) HandleChildMessage(child, one, now);
     }
   } else {
     HandleChildMessage(child, m, now);

@@ -26,6 +26,7 @@
 //   writer_lock.cc    the volume-wide writer lease
 //   sync_barrier.cc   fsync: the barrier through the tree
 //   range_adapter.cc  ranges on the wire, blocks in here
+//   range_serve.cc    a child's range request, granted on the spot where it can be
 //   coherence.cc      Step(): the only writer of grants
 //
 // Not thread-safe: drive one Replica from one thread or strand.
@@ -363,6 +364,18 @@ class Replica final : private WriterLock::Host, private SyncBarrier::Host {
   void UpstreamReply(uint64_t block, Job& j, const Call& call, const Status& st, const Message& reply, Time now);
   bool BlockedByFailed(uint64_t block, Perm want, LinkId except) const;
 
+  // ---- range_serve.cc ----
+  // A child's range GET or LOCK: what can be granted on the spot is, in
+  // parts; the rest is served block by block.
+  void ServeRange(LinkId child, const Message& m, Time now);
+  struct InlineGrant {
+    bool data = false;  // the answer carries the block's bytes (copied to dst)
+    uint64_t version = 0;
+    uint32_t ttl_ms = 0;
+  };
+  bool GrantInline(uint64_t block, LinkId child, ChildIndex who, Perm want, bool get, uint64_t kept_version,
+                   uint8_t* dst, InlineGrant* out, Time now);
+
   // ---- put.cc, flush.cc, forward.cc, drop.cc ----
   bool AdvancePut(uint64_t block, Job& j, PutJob& p, Time now);
   bool AdvanceFlush(uint64_t block, Job& j, FlushJob& f, Time now);
@@ -407,6 +420,10 @@ class Replica final : private WriterLock::Host, private SyncBarrier::Host {
   // Writes `st` (permission, version, grants) into the block's slot, which
   // must exist, counting the grant change.
   void Store(uint64_t block, const BlockState& st);
+  void StoreIn(BlockTable::Slot& s, const BlockState& st);  // its set locked
+  // Held() and TtlLeft() for a slot whose set the caller has locked.
+  Perm HeldIn(const BlockTable::Slot& s, Time now) const;
+  uint32_t TtlLeftIn(const BlockTable::Slot& s, Time now) const;
   void SetExpiry(uint64_t block, Time until);
   Time ExpiryOf(uint64_t block) const;
   uint32_t TtlLeft(uint64_t block, Time now) const;

@@ -1,0 +1,103 @@
+// Serving a child's range GET or LOCK.
+//
+// The common case costs little: every block of the range that can be
+// granted on the spot (nothing queued for it, the grant needs no recall
+// and no question to our own parent, and the bytes are here) is granted
+// and answered at once, a reply part per run of such blocks, with no job,
+// no per-block message and the bytes copied once, into the range's answer
+// buffer. The other blocks become per-block requests and take the usual
+// way through their queues (grant.cc); their answers become parts too.
+// The grant is the same either way: Step() decides, on the same state.
+#include <algorithm>
+#include <cstring>
+
+#include "core/conversions.h"
+#include "core/replica.h"
+
+namespace vshare {
+
+bool Replica::GrantInline(uint64_t block, LinkId child, ChildIndex who, Perm want, bool get, uint64_t kept_version,
+                          uint8_t* dst, InlineGrant* out, Time now) {
+  if (runs_.count(block) || BlockedByFailed(block, want, child)) return false;
+  BlockTable::Locked set = table_->Lock(block);
+  BlockTable::Slot* s = set.Find(block);
+  if (!s || s->busy) return false;
+  BlockState st = Load(*s);
+  st.held = HeldIn(*s, now);
+  const Transition t = Step(st, Event{Event::Kind::kRequest, who, want});
+  if (t.actions.empty() || t.actions.front().kind != Action::Kind::kGrant) return false;
+  // A child that kept a copy of this very version needs only the grant.
+  const bool unchanged = get && kept_version != 0 && kept_version == s->version && (cfg_.is_root || s->valid);
+  out->data = get && !unchanged;
+  if (out->data && !s->valid) return false;  // the bytes must come first
+  // Recorded before the bytes are taken, under the set's lock: a local
+  // write on the fast path either went before (and is in them) or sees
+  // the child's grant and goes to the engine.
+  StoreIn(*s, t.next);
+  if (out->data && dst && s->data) std::memcpy(dst, s->data, block_size());
+  out->version = s->version;
+  out->ttl_ms = TtlLeftIn(*s, now);
+  return true;
+}
+
+void Replica::ServeRange(LinkId child, const Message& m, Time now) {
+  const uint64_t key = ranges_.Open(false, child, m);
+  const uint32_t n = m.blocks();
+  const uint64_t first = *m.block_num;
+  const bool get = m.io_op == IoOp::kGet;
+  const Perm want = get ? std::max(FromWire(m.permissions, Perm::kRead), Perm::kRead)
+                        : FromWire(m.permissions, Perm::kWrite);
+  const ChildIndex who = children_.IndexOf(child);
+  // Only what the per-block way would grant at once, under the same
+  // conditions; anything unusual (a refusal to give, a release) takes it.
+  const bool inline_ok = (get || m.io_op == IoOp::kLock) && want != Perm::kNone && who != kNoIndex && !rejoining_ &&
+                         (!cfg_.is_root || LeaseValid(now)) && m.originator != cfg_.self &&
+                         !child_leases_.IsFailed(child);
+  std::vector<uint32_t> rest;
+  struct Run {
+    uint32_t start = 0, count = 0;
+    bool data = false;
+    uint32_t ttl_ms = UINT32_MAX;
+    std::vector<uint64_t> versions;
+  } run;
+  auto flush = [&] {
+    if (run.count == 0) return;
+    Message part = ReplyFor(RangeAdapter::PartXid(key, run.start));
+    part.count = run.count;
+    part.volume_id = cfg_.volume_id;
+    part.block_num = first + run.start;
+    part.permissions = ToWire(want);
+    part.ttl_ms = run.ttl_ms;
+    part.hb_ttl_ms = hb_ttl_ms_;
+    if (std::any_of(run.versions.begin(), run.versions.end(), [](uint64_t v) { return v != 0; }))
+      part.versions = std::move(run.versions);
+    if (run.data)
+      part.data = table_->keeps_data() ? ranges_.AnswerSlice(key, run.start, run.count)
+                                       : Bytes::Zeros(size_t{run.count} * block_size());
+    SendToChild(child, std::move(part));
+    run = Run{};
+  };
+  for (uint32_t i = 0; i < n; ++i) {
+    const uint64_t kept = m.versions ? (*m.versions)[i] : 0;
+    Bytes slice;
+    uint8_t* dst = inline_ok && get && table_->keeps_data() ? ranges_.AnswerBuffer(key, i, &slice) : nullptr;
+    InlineGrant g;
+    if (!inline_ok || !GrantInline(first + i, child, who, want, get, kept, dst, &g, now)) {
+      flush();
+      rest.push_back(i);
+      continue;
+    }
+    if (run.count > 0 && (run.data != g.data || run.start + run.count != i)) flush();
+    if (run.count == 0) {
+      run.start = i;
+      run.data = g.data;
+    }
+    ++run.count;
+    run.ttl_ms = std::min(run.ttl_ms, g.ttl_ms);
+    run.versions.push_back(g.version);
+  }
+  flush();
+  for (uint32_t i : rest) HandleChildMessage(child, ranges_.Request(key, m, i), now);
+}
+
+}  // namespace vshare
