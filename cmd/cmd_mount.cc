@@ -99,6 +99,7 @@ int Mount(const Args& args) {
       ("cache-ways", po::value<unsigned>()->default_value(8), "associativity of the cache (blocks per set)")
       ("cache-hash", po::value<std::string>()->default_value("modulo"), "how blocks map to sets: modulo or mix")
       ("readahead", po::value<std::string>()->default_value("8M"), "most a sequential reader is read ahead of (0: no read-ahead)")
+      ("kernel-cache", "keep the image's pages in the kernel's page cache too (coherent: dropped before they go stale); the block size must be the page size")
       ("flush-interval", po::value<double>()->default_value(5.0), "seconds between background write-backs (0: only on fsync, flush and unmount)")
       ("threads", po::value<unsigned>()->default_value(16), "maximum FUSE worker threads")
       ("foreground,f", "stay in the foreground and log to stderr")
@@ -200,6 +201,7 @@ int Mount(const Args& args) {
   opts.foreground = cl.Has("foreground") || opts.fuse_debug;
   opts.flush_interval_s = flush_interval;
   opts.max_threads = threads;
+  opts.kernel_cache = cl.Has("kernel-cache");
   SetLogVerbose(cl.Has("verbose"));
   if (cl.Has("log-file")) {
     std::string given = cl.Get<std::string>("log-file");
@@ -248,6 +250,7 @@ int Mount(const Args& args) {
     cfg.cache_bytes = cache_bytes / volume_count;
     cfg.cache_ways = ways;
     cfg.cache_hash = hash;
+    cfg.kernel_cache = opts.kernel_cache;
     return cfg;
   };
   if (child) {
@@ -278,14 +281,36 @@ int Mount(const Args& args) {
   // Volumes are made once their tree nodes have started (a child learns the
   // volume's size and block size by joining), after the fork and before
   // the FUSE loop serves anything.
-  opts.start = [&node, &trees, tree_opts, volume_mode, shared_writers, readahead]() -> Status {
+  // --kernel-cache: the kernel's pages are dropped on threads of their own.
+  // (Declared after the trees, so that it stops before they go.)
+  PageDropper dropper;
+  if (opts.kernel_cache) {
+    opts.page_dropper = &dropper;
+    for (size_t i = 0; i < trees.size(); ++i) {
+      net::TreeNode* tn = trees[i].get();
+      const fuse_ino_t ino = kFirstVolumeIno + i;
+      tn->SetPageDropper([&dropper, tn, ino](const PageDrop& d, std::function<void(bool)> report) {
+        dropper.Drop(ino, tn->table()->block_size(), d, std::move(report));
+      });
+    }
+  }
+  const bool kernel_cache = opts.kernel_cache;
+  opts.start = [&node, &trees, tree_opts, volume_mode, shared_writers, readahead, kernel_cache]() -> Status {
     for (auto& tree : trees) {
       Status started = tree->Start();
       if (!started.ok()) return started;
+      // One page per block: a drop then never waits on a neighbour's page
+      // (core/kernel_pages.cc).
+      const long page = sysconf(_SC_PAGESIZE);
+      if (kernel_cache && tree->table()->block_size() != static_cast<uint64_t>(page))
+        return Status::InvalidArgument("--kernel-cache needs the block size to be the page size (" +
+                                       std::to_string(page) + " bytes); " + tree->volume_name() + " has blocks of " +
+                                       std::to_string(tree->table()->block_size()));
       auto volume = std::make_unique<Volume>(tree->volume_name(), tree->table(), tree.get());
       volume->set_write_mode(volume_mode);
       volume->set_shared_writers(shared_writers);
       volume->set_readahead_max(readahead);
+      volume->set_kernel_cache(kernel_cache);
       const std::string root = tree_opts.peer.empty() ? "root"
                                : tree_opts.standby ? "standby root (peer " + tree_opts.peer + ")"
                                                    : "root, active once its peer " + tree_opts.peer + " agrees";

@@ -312,7 +312,9 @@ bool Replica::InstallNow(uint64_t block, Time now, uint64_t* costly) {
     if (set.Find(block)) return true;
     BlockTable::Slot* victim = table_->ChooseVictim(set, [this](uint64_t b) { return Pinned(b); });
     if (!victim) return false;  // every way has work under way: one of them ends first
-    if (!victim->empty() && !BlockTable::Droppable(*victim)) {
+    // (With --kernel-cache a copy may also be in the kernel's pages, which
+    // must go first: the eviction job drops them.)
+    if (!victim->empty() && (!BlockTable::Droppable(*victim) || (cfg_.kernel_cache && victim->valid))) {
       if (costly) *costly = victim->block;
       return false;
     }

@@ -121,7 +121,7 @@ Perm BlockTable::HeldOf(const Slot& s) const {
 }
 
 Perm BlockTable::LocalPerm(const Slot& s, int64_t now_ns) const {
-  if (s.busy || s.empty()) return Perm::kNone;
+  if (s.busy || s.fenced || s.empty()) return Perm::kNone;
   if (now_ns < from_ns_.load(std::memory_order_acquire) || now_ns >= until_ns_.load(std::memory_order_acquire))
     return Perm::kNone;
   if (!opts_.is_root && now_ns >= s.expiry_ns) return Perm::kNone;
@@ -138,6 +138,7 @@ bool BlockTable::ReadHit(uint64_t block, size_t off, std::span<uint8_t> out, int
   if (!s || !s->valid || LocalPerm(*s, now_ns) < Perm::kRead) return false;
   if (s->data) std::memcpy(out.data(), s->data + off, out.size());
   else std::memset(out.data(), 0, out.size());
+  ++s->reads;
   set.Touch(s);
   if (s->prefetched) {
     s->prefetched = false;
@@ -145,6 +146,31 @@ bool BlockTable::ReadHit(uint64_t block, size_t off, std::span<uint8_t> out, int
   }
   hits_.fetch_add(1, std::memory_order_relaxed);
   return true;
+}
+
+uint32_t BlockTable::ReadCount(uint64_t block) {
+  Locked set = Lock(block);
+  const Slot* s = set.Find(block);
+  return s ? s->reads : 0;
+}
+
+bool BlockTable::FenceIfUnread(uint64_t block, uint32_t count) {
+  Locked set = Lock(block);
+  Slot* s = set.Find(block);
+  if (!s) return true;
+  if (s->reads != count) return false;
+  s->fenced = true;
+  return true;
+}
+
+void BlockTable::Fence(uint64_t block) {
+  Locked set = Lock(block);
+  if (Slot* s = set.Find(block)) s->fenced = true;
+}
+
+void BlockTable::Unfence(uint64_t block) {
+  Locked set = Lock(block);
+  if (Slot* s = set.Find(block)) s->fenced = false;
 }
 
 bool BlockTable::WriteHit(uint64_t block, size_t off, std::span<const uint8_t> in, int64_t now_ns) {

@@ -105,6 +105,8 @@ class BlockTable {
     bool busy = false;          // the engine is moving the bytes: the fast path stays out
     bool prefetched = false;    // read ahead and not read since
     bool forwarded = false;     // semi-sync: the bytes went to the parent alone
+    bool fenced = false;        // --kernel-cache: the kernel's pages are being dropped; the fast path stays out
+    uint32_t reads = 0;         // bumped by every fast-path read (kernel_pages.h's rounds compare it)
     uint8_t* data = nullptr;    // block_size bytes (nullptr without keep_data)
     bool empty() const { return block == kNoBlock; }
   };
@@ -162,8 +164,15 @@ class BlockTable {
   // write covers the whole block. Marks the block dirty and gives it its new
   // version.
   bool WriteHit(uint64_t block, size_t off, std::span<const uint8_t> in, int64_t now_ns);
+  // --kernel-cache (core/kernel_pages.h): the count of fast-path reads of
+  // `block` so far; and fencing it (the fast path stays out) only if no
+  // read was served since `count` was taken. True when fenced or absent.
+  uint32_t ReadCount(uint64_t block);
+  bool FenceIfUnread(uint64_t block, uint32_t count);
+  void Fence(uint64_t block);
+  void Unfence(uint64_t block);
   // What local access may do with `s` now (its lock held): NONE while the
-  // engine moves its bytes or a child holds WRITE; WRITE when this node
+  // engine moves its bytes, while it is fenced, or a child holds WRITE; WRITE when this node
   // holds it and no child holds anything; READ otherwise, if held.
   Perm LocalPerm(const Slot& s, int64_t now_ns) const;
 

@@ -175,3 +175,21 @@ TEST_CASE("many threads hitting the fast path while the engine takes WRITE away 
   for (auto& r : readers) r.join();
   CHECK(torn == 0);
 }
+
+TEST_CASE("--kernel-cache rounds: a block is fenced only if no fast-path read came in between") {
+  BlockTable t(Opts(false));
+  t.SetWindow(0, INT64_MAX, INT64_MAX);
+  Put(t, 3, Perm::kRead, 0x33);
+  std::vector<uint8_t> buf(512);
+  const uint32_t before = t.ReadCount(3);
+  CHECK(t.ReadHit(3, 0, buf, 1));
+  CHECK_FALSE(t.FenceIfUnread(3, before));  // a read was served during the "drop": another round
+  CHECK(t.ReadHit(3, 0, buf, 1));          // still served: the old bytes are current until the answer
+  const uint32_t quiet = t.ReadCount(3);
+  CHECK(t.FenceIfUnread(3, quiet));
+  CHECK_FALSE(t.ReadHit(3, 0, buf, 1));    // fenced: the fast path stays out
+  CHECK_FALSE(t.WriteHit(3, 0, buf, 1));
+  t.Unfence(3);
+  CHECK(t.ReadHit(3, 0, buf, 1));
+  CHECK(t.FenceIfUnread(7, 0));  // not here: nothing to fence, nothing served
+}

@@ -15,6 +15,9 @@
 //  - close_children: child links to close (children declared failed).
 //  - drop_parent: the parent stopped answering; close its link, look for
 //    another.
+//  - page_drops (--kernel-cache): byte ranges the kernel must forget from
+//    its page cache. A drop with a token is answered with
+//    Replica::PagesDropped(token) once done (core/kernel_pages.cc says how).
 #pragma once
 
 #include <chrono>
@@ -63,14 +66,31 @@ struct LocalDone {
   Bytes data;  // ReadLocal: the block as of the grant
 };
 
+class BlockTable;
+
+// The kernel's cached pages of blocks [first, first + count) of this
+// volume, to be dropped; count 0: every page of the image. A token other
+// than 0 asks for Replica::PagesDropped(token), after dropping in rounds
+// against the table's read counts, and for Replica::PagesBlocked(token) if
+// a call into the kernel stays stuck for more than 20 ms
+// (core/kernel_pages.cc says why).
+struct PageDrop {
+  uint64_t token = 0;
+  uint64_t first = 0;
+  uint64_t count = 0;
+  BlockTable* table = nullptr;
+};
+
 struct Effects {
   std::vector<Outgoing> messages;
   std::vector<StoreOp> store;
   std::vector<LocalDone> done;
   std::vector<LinkId> close_children;
+  std::vector<PageDrop> page_drops;
   bool drop_parent = false;
   bool empty() const {
-    return messages.empty() && store.empty() && done.empty() && close_children.empty() && !drop_parent;
+    return messages.empty() && store.empty() && done.empty() && close_children.empty() && page_drops.empty() &&
+           !drop_parent;
   }
 };
 

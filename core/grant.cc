@@ -37,7 +37,9 @@ bool Replica::AdvanceGrant(uint64_t block, Job& j, GrantJob& g, Time now) {
     CompleteLocalOp(j.local_op, j.store_error.ok() ? Status::Ok() : j.store_error);
     return true;
   }
-  if (!LeaseValid(now)) {  // every copy from the parent is indeterminate: renew first
+  // (With --kernel-cache, local access also waits while the lease runs out
+  // unrenewed: kernel_pages.cc.)
+  if (!LeaseValid(now) || (local && kernel_fenced_)) {  // every copy from the parent is indeterminate: renew first
     if (!parent_lease_.heartbeat_in_flight()) SendHeartbeat(now);
     return false;  // PumpAll once renewed
   }
@@ -80,12 +82,21 @@ bool Replica::AdvanceGrant(uint64_t block, Job& j, GrantJob& g, Time now) {
     else AskParent(block, j, g, now);         // permission without a copy: fetch the data
     return false;
   }
+  // A child given WRITE may change the bytes behind the kernel's pages.
+  if (!local && g.want == Perm::kWrite && !KernelPagesGone(block, runs_[block], now)) return false;
   // The grant itself. Recording a child's takes the permission away from
   // local access first, so the bytes read below are the latest.
   Store(block, t.next);
+  // Local access goes on from the engine (which may fill kernel pages), or
+  // the child's grant now keeps it out: either way the fence has done its work.
+  KernelPagesUsed(block, runs_[block]);
   if (local) {
     switch (g.local) {
       case GrantJob::Local::kRead: {
+        {  // counted like a fast-path read (kernel_pages.cc's rounds)
+          BlockTable::Locked set = table_->Lock(block);
+          if (BlockTable::Slot* s = set.Find(block)) ++s->reads;
+        }
         if (read_sink_ && table_->keeps_data()) {  // straight to where the caller wants it
           bool sunk;
           {

@@ -120,6 +120,9 @@ struct Recall {
   Perm to = Perm::kNone;
   uint64_t recalled = 0;  // children sent INVALIDATE for it (bits)
   bool invalidated_children = false;
+  // Further INVALIDATEs of the block that came while this one was served
+  // (the parent recalled it twice, for two requests): answered with it.
+  std::vector<uint64_t> more_xids;
 };
 
 // The queue of one block (short: usually one job).
@@ -132,6 +135,11 @@ struct BlockRun {
   bool parked = false;          // in Replica::parked_
   int store_ops = 0;          // the root: store I/O on the block under way; the queue waits
   std::optional<Recall> recall;
+  // --kernel-cache: the kernel's pages of the block, for the job in front
+  // or the recall (core/kernel_pages.cc).
+  enum class Pages : uint8_t { kKept, kDropping, kDropped };
+  Pages pages = Pages::kKept;
+  uint64_t page_token = 0;
   Time retry_at{};  // after IN_RECOVERY from the parent: ask again then
 };
 

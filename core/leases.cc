@@ -29,7 +29,8 @@ void Replica::PublishWindow() {
   } else {
     // Writes stop with the link: bytes written while it is down could be
     // lost with it (the claims after a rejoin may come too late).
-    const int64_t until = Ns(parent_lease_.until());
+    // --kernel-cache: closed early while the lease runs out (kernel_pages.cc).
+    const int64_t until = kernel_fenced_ ? 0 : Ns(parent_lease_.until());
     table_->SetWindow(0, until, connected_ ? until : 0);
   }
 }
@@ -54,7 +55,10 @@ void Replica::HeartbeatAnswered(const Status& st, const Message& reply, Time now
                "); looking for another");
     effects_.drop_parent = true;
   }
-  if (renewed) PumpAll(now);  // what waited for the renewal
+  if (renewed) {
+    CheckKernelFence(now);
+    PumpAll(now);  // what waited for the renewal
+  }
 }
 
 void Replica::OnChildGone(LinkId child, Time now) {
@@ -112,6 +116,8 @@ void Replica::Tick(Time now) {
   }
   // Retired children's bits leave the table a little at a time.
   if (table_) children_.Sweep(*table_, 1024);
+  CheckKernelFence(now);
+  CheckBlockedDrops(now);
   PumpAll(now);
   writer_lock_.Pump();
   sync_.Tick();

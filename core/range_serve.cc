@@ -52,7 +52,8 @@ void Replica::ServeRange(LinkId child, const Message& m, Time now) {
   // conditions; anything unusual (a refusal to give, a release) takes it.
   const bool inline_ok = (get || m.io_op == IoOp::kLock) && want != Perm::kNone && who != kNoIndex && !rejoining_ &&
                          (!cfg_.is_root || LeaseValid(now)) && m.originator != cfg_.self &&
-                         !child_leases_.IsFailed(child);
+                         !child_leases_.IsFailed(child) &&
+                         !(cfg_.kernel_cache && want == Perm::kWrite);  // the kernel's pages go first: per block
   std::vector<uint32_t> rest;
   struct Run {
     uint32_t start = 0, count = 0;

@@ -28,6 +28,9 @@ void Replica::ServeRecall(uint64_t block, Time now) {
     // A failed child's grant stands until its lease is over (Tick comes back).
     if (BlockedByFailed(block, rc.to == Perm::kNone ? Perm::kWrite : Perm::kRead, kLocal)) return Park(block, run);
   }
+  // The kernel's pages of the block go first (kernel_pages.cc): until they
+  // have, the old bytes are still what this node reads.
+  if (resident && rc.to == Perm::kNone && !KernelPagesGone(block, run, now)) return;
   Message r = ReplyFor(rc.reply_xid);
   if (resident) {
     // Local access loses the permission first, so no local write can slip
@@ -52,8 +55,11 @@ void Replica::ServeRecall(uint64_t block, Time now) {
     if (rc.to < Perm::kWrite) SetForwarded(block, false);  // the parent took the block back: its duty now
     if (rc.to == Perm::kNone) DropCopy(block);
   }
+  KernelPagesUsed(block, run);
+  std::vector<uint64_t> more = std::move(rc.more_xids);
   run.recall.reset();
   SendToParent(std::move(r));
+  for (uint64_t xid : more) SendToParent(ReplyFor(xid));
   Pump(block, now);
 }
 

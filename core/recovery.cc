@@ -57,6 +57,7 @@ void Replica::ResetAfterRejoin(Time now) {
   // Every permission held through the old link is void at once. Clean
   // copies stay, to be revalidated by version when next read.
   table_->NewGeneration();
+  DropAllKernelPages();  // the kernel's pages were as good as those permissions
   claims_pending_ = claim.size();
   claims_kept_ = 0;
   claims_lost_.clear();

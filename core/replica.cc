@@ -212,7 +212,16 @@ void Replica::HandleParentMessage(const Message& m, Time now) {
     if (m.volume_id && *m.volume_id != parent_volume_id_) return SendToParent(ErrorReply(m.xid, WireStatus::kNoSuchVolume));
     if (!table_ || *m.block_num >= block_count()) return SendToParent(ReplyFor(m.xid));  // nothing of it here
     BlockRun& run = runs_[*m.block_num];
-    run.recall = Recall{m.xid, FromWire(m.permissions, Perm::kNone), 0, false};
+    const Perm to = FromWire(m.permissions, Perm::kNone);
+    if (run.recall) {  // one under way already: this one is answered with it, and asks at least as much
+      run.recall->more_xids.push_back(m.xid);
+      if (to < run.recall->to) {  // children recalled to READ must now give up READ too
+        run.recall->to = to;
+        run.recall->recalled = 0;
+      }
+    } else {
+      run.recall = Recall{m.xid, to, 0, false, {}};
+    }
     return ServeRecall(*m.block_num, now);
   }
   if (m.opcode == Opcode::kPush) return HandlePush(m, now);
@@ -631,6 +640,8 @@ ReplicaStats Replica::stats(Time now) const {
   s.recovery_lost = recovery_lost_;
   s.claims_served = claims_served_;
   s.revalidated = revalidated_;
+  s.kernel_page_drops = kernel_page_drops_;
+  s.kernel_full_drops = kernel_full_drops_;
   s.grants = children_.total_grants();
   s.children = child_leases_.Live().size();
   return s;

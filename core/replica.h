@@ -27,6 +27,7 @@
 //   sync_barrier.cc   fsync: the barrier through the tree
 //   range_adapter.cc  ranges on the wire, blocks in here
 //   range_serve.cc    a child's range request, granted on the spot where it can be
+//   kernel_pages.cc   --kernel-cache: the kernel's pages dropped before bytes change elsewhere
 //   coherence.cc      Step(): the only writer of grants
 //
 // Not thread-safe: drive one Replica from one thread or strand.
@@ -89,6 +90,10 @@ struct ReplicaConfig {
   // The root with a peer root: every write reaches the store before it is
   // answered, so that the other root, taking over, reads what was written.
   bool write_through = false;
+  // --kernel-cache: the kernel keeps pages of the image, and the engine has
+  // them dropped before it lets any other node change the bytes behind
+  // them (core/kernel_pages.cc).
+  bool kernel_cache = false;
 };
 
 // The global lease and failures, for stats and status.
@@ -103,6 +108,8 @@ struct ReplicaStats {
   uint64_t recovery_lost = 0;     // blocks it claimed back in vain (logged: writes lost)
   uint64_t claims_served = 0;     // RECOVERs it took from children
   uint64_t revalidated = 0;       // copies kept by version, without their bytes sent again
+  uint64_t kernel_page_drops = 0;  // --kernel-cache: blocks whose kernel pages were dropped
+  uint64_t kernel_full_drops = 0;  // --kernel-cache: whole-image drops (lease running out, rejoin)
   uint64_t grants = 0;            // blocks its children hold, counted per child
   uint64_t children = 0;          // joined children
 };
@@ -125,6 +132,11 @@ class Replica final : private WriterLock::Host, private SyncBarrier::Host {
   void OnReply(uint64_t call_id, const Status& st, const Message& reply, Time now);
   // A StoreOp finished.
   void OnStoreDone(uint64_t id, const Status& st, Time now);
+  // A PageDrop with this token is done: the kernel holds no page of its
+  // block, and the fast path is fenced off it.
+  void PagesDropped(uint64_t token, Time now);
+  // Its call into the kernel has been stuck for a while (a page lock).
+  void PagesBlocked(uint64_t token, Time now);
 
   // ---- Local access (the image file) ----
   // Each returns an operation id; completion comes out of TakeEffects().
@@ -392,6 +404,13 @@ class Replica final : private WriterLock::Host, private SyncBarrier::Host {
   bool AdvanceEvict(uint64_t block, Job& j, EvictJob& e, Time now);
   void StartEvict(uint64_t block, Time now);
 
+  // ---- kernel_pages.cc ----
+  bool KernelPagesGone(uint64_t block, BlockRun& run, Time now);
+  void KernelPagesUsed(uint64_t block, BlockRun& run);
+  void DropAllKernelPages();
+  void CheckKernelFence(Time now);
+  void CheckBlockedDrops(Time now);
+
   // ---- recall.cc ----
   void ServeRecall(uint64_t block, Time now);
   void HandlePush(const Message& m, Time now);
@@ -496,6 +515,17 @@ class Replica final : private WriterLock::Host, private SyncBarrier::Host {
 
   // Blocks.
   std::unordered_map<uint64_t, BlockRun> runs_;
+  // --kernel-cache: page drops under way, by token (one per block at most).
+  struct PageDropping {
+    uint64_t block = 0;
+    Time since{};
+    bool blocked = false;  // PagesBlocked came
+  };
+  std::unordered_map<uint64_t, PageDropping> page_drops_;
+  uint64_t next_page_drop_ = 1;
+  bool kernel_fenced_ = false;
+  uint64_t kernel_page_drops_ = 0;
+  uint64_t kernel_full_drops_ = 0;  // the lease is running out unrenewed: local access waits
   std::unordered_map<uint32_t, std::vector<uint64_t>> set_waiters_;  // set -> blocks waiting for room
   std::unordered_map<uint64_t, uint64_t> local_ops_;  // local op -> its block (for CancelLocal)
   // Blocks whose latest bytes this node sent to its parent alone (semi-sync)

@@ -35,6 +35,22 @@ struct OpList {
   std::span<ControlPath::BlockOp> span() { return more.empty() ? std::span(inline_ops, n) : std::span(more); }
 };
 
+// Copies what the fast path can serve of bytes [offset, end) into `base`;
+// the rest goes into `misses`.
+void ReadHits(BlockTable& table, uint64_t offset, uint64_t end, uint8_t* base, OpList* misses) {
+  const uint32_t bs = table.block_size();
+  const int64_t now = NowNs();
+  for (uint64_t pos = offset; pos < end;) {
+    const uint64_t block = pos / bs;
+    const size_t in_block = static_cast<size_t>(pos % bs);
+    const size_t n = static_cast<size_t>(std::min<uint64_t>(bs - in_block, end - pos));
+    uint8_t* dst = base + (pos - offset);
+    if (!table.ReadHit(block, in_block, {dst, n}, now))
+      misses->Add({ControlPath::BlockOp::Kind::kRead, block, in_block, n, dst, nullptr});
+    pos += n;
+  }
+}
+
 }  // namespace
 
 Volume::Volume(std::string name, BlockTable* table, ControlPath* control)
@@ -63,29 +79,29 @@ Status Volume::Read(uint64_t offset, std::span<std::byte> out, size_t* done) {
     Record(true, start, 0, Status::Ok());
     return Status::Ok();
   }
-  const uint32_t bs = block_size();
-  const int64_t now = NowNs();
   auto* base = reinterpret_cast<uint8_t*>(out.data());
   OpList misses;
-  for (uint64_t pos = offset; pos < end;) {
-    const uint64_t block = pos / bs;
-    const size_t in_block = static_cast<size_t>(pos % bs);
-    const size_t n = static_cast<size_t>(std::min<uint64_t>(bs - in_block, end - pos));
-    uint8_t* dst = base + (pos - offset);
-    if (!table_->ReadHit(block, in_block, {dst, n}, now))
-      misses.Add({ControlPath::BlockOp::Kind::kRead, block, in_block, n, dst, nullptr});
-    pos += n;
-  }
+  ReadHits(*table_, offset, end, base, &misses);
   if (readahead_max_ > 0) ReadAhead(offset, end);
   Status st;
   if (misses.n > 0) {
     table_->CountMisses(misses.n);
     st = control_->Run(misses.span());
+    // --kernel-cache: the kernel kept every page of this request locked
+    // while the misses were fetched, and a drop of a hit block's page may
+    // have been settled meanwhile on the promise that nothing old goes
+    // into it (core/kernel_pages.cc). So every block is read again now.
+    if (st.ok() && kernel_cache_) {
+      OpList again;
+      ReadHits(*table_, offset, end, base, &again);
+      if (again.n > 0) st = control_->Run(again.span());
+    }
   }
   if (st.ok()) *done = end - offset;
   Record(true, start, *done, st);
   return st;
 }
+
 
 void Volume::ReadAhead(uint64_t offset, uint64_t end) {
   const uint32_t bs = block_size();

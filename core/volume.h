@@ -64,6 +64,8 @@ class Volume final : public VolumeIo {
   void set_lease_wait(std::chrono::milliseconds d) { lease_wait_ = d; }
   // The largest read-ahead window (0: none).
   void set_readahead_max(uint64_t bytes) { readahead_max_ = bytes; }
+  // --kernel-cache: a read with misses reads its hits again at the end.
+  void set_kernel_cache(bool on) { kernel_cache_ = on; }
 
  private:
   // Tells the engine to read ahead of a read of [offset, end).
@@ -77,6 +79,7 @@ class Volume final : public VolumeIo {
   bool shared_writers_ = false;
   std::chrono::milliseconds lease_wait_{2000};
   uint64_t readahead_max_ = 8u << 20;
+  bool kernel_cache_ = false;
 
   std::mutex ra_mu_;
   uint64_t ra_end_ = 0;     // guarded by ra_mu_: where the sequential stream is

@@ -30,7 +30,6 @@ constexpr fuse_ino_t kRootIno = FUSE_ROOT_ID;
 constexpr fuse_ino_t kMetaDirIno = 2;
 constexpr fuse_ino_t kStatsIno = 3;
 constexpr fuse_ino_t kControlIno = 4;
-constexpr fuse_ino_t kFirstVolumeIno = 16;
 constexpr double kAttrTimeout = 1.0;
 constexpr size_t kMaxIo = 1 << 20;
 
@@ -157,6 +156,8 @@ void OpInit(void*, fuse_conn_info* conn) {
   conn->max_readahead = kMaxIo;
   // Never hold writes in the kernel where vshare cannot see or recall them.
   conn->want &= ~FUSE_CAP_WRITEBACK_CACHE;
+  // Pages go only when vshare says so, not on a changed mtime.
+  conn->want &= ~FUSE_CAP_AUTO_INVAL_DATA;
   if (conn->capable & FUSE_CAP_ATOMIC_O_TRUNC) conn->want |= FUSE_CAP_ATOMIC_O_TRUNC;
 }
 
@@ -250,7 +251,7 @@ void OpOpen(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
     }
     VolumeIo* v = fs->VolumeOf(ino);
     if (!v) return r.Err(ino == kRootIno || ino == kMetaDirIno ? EISDIR : ENOENT);
-    OpenImage(*v, fi, r);
+    OpenImage(*v, fi, r, fs->opts().kernel_cache);
   });
 }
 
@@ -464,6 +465,7 @@ int ServeMount(Node& node, const MountOptions& opts) {
     if (prctl(PR_SET_IO_FLUSHER, 1, 0, 0, 0) != 0)
       LogWarning(std::string("PR_SET_IO_FLUSHER unavailable (") + std::strerror(errno) +
                  "; it needs CAP_SYS_RESOURCE): a loop device over this mount may stall under memory pressure");
+    if (opts.page_dropper) opts.page_dropper->Attach(se);
     return opts.start ? opts.start() : Status::Ok();
   };
   bool started;
@@ -475,6 +477,7 @@ int ServeMount(Node& node, const MountOptions& opts) {
     started = Daemonize("mount", start);
   }
   if (!started) {
+    if (opts.page_dropper) opts.page_dropper->Detach();
     LogError("start-up failed; unmounting " + opts.mountpoint);
     fuse_remove_signal_handlers(se);
     fuse_session_unmount(se);
@@ -502,6 +505,7 @@ int ServeMount(Node& node, const MountOptions& opts) {
   else if (rc > 0) LogInfo("signal " + std::to_string(rc) + " received: shutting down " + opts.mountpoint);
   else LogError("FUSE loop failed (" + std::string(std::strerror(-rc)) + "): shutting down " + opts.mountpoint);
   int flush_rc = FinalFlush(node);
+  if (opts.page_dropper) opts.page_dropper->Detach();  // before the session goes
   fuse_remove_signal_handlers(se);
   fuse_session_unmount(se);
   fuse_session_destroy(se);

@@ -7,16 +7,23 @@
 //
 // Image files are opened with direct I/O by default: every read and write
 // reaches the volume, so vshare's cache is the only cache below the caller and
-// nothing is held in the kernel where vshare cannot see it. The kernel's FUSE
-// writeback cache is never enabled.
+// nothing is held in the kernel where vshare cannot see it. With
+// --kernel-cache they keep the kernel's page cache instead, and the engine has
+// pages dropped before their bytes may change elsewhere (core/kernel_pages.cc).
+// The kernel's FUSE writeback cache is never enabled: writes always reach
+// vshare before they are acknowledged.
 #pragma once
 
 #include <functional>
 #include <string>
 
 #include "core/node.h"
+#include "fuse/page_dropper.h"
 
 namespace vshare {
+
+// The inode of volume i's image file (i in the order of Node::volumes()).
+inline constexpr fuse_ino_t kFirstVolumeIno = 16;
 
 struct MountOptions {
   std::string mountpoint;      // absolute path of an existing, unmounted directory
@@ -25,6 +32,11 @@ struct MountOptions {
   unsigned max_threads = 16;   // FUSE worker threads
   double flush_interval_s = 5; // background write-back period; 0 turns it off
   std::string log_file;        // where a daemon logs; empty means syslog
+  // --kernel-cache: image files keep their pages in the kernel (no direct
+  // I/O); `page_dropper` (attached to the session here) drops them when
+  // the engine asks.
+  bool kernel_cache = false;
+  PageDropper* page_dropper = nullptr;
   // Runs after the mount, in the serving process (after the fork when
   // daemonising), before requests are served: starts what needs threads,
   // such as joining the tree. A failure unmounts and is reported.

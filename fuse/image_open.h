@@ -18,7 +18,7 @@ inline constexpr uint64_t kWriterHandle = 1;
 // being taken), it never sends a release for this handle: the lease is
 // given back here instead, or it would stay held until the node exits.
 template <typename FileInfo, typename R>
-void OpenImage(VolumeIo& v, FileInfo* fi, R& r) {
+void OpenImage(VolumeIo& v, FileInfo* fi, R& r, bool kernel_cache = false) {
   const int acc = fi->flags & O_ACCMODE;
   if (acc != O_RDONLY && v.read_only()) {
     r.Err(EROFS);
@@ -32,8 +32,10 @@ void OpenImage(VolumeIo& v, FileInfo* fi, R& r) {
     }
     fi->fh = kWriterHandle;
   }
-  fi->direct_io = 1;
-  fi->keep_cache = 0;
+  // --kernel-cache: the kernel keeps pages across opens; vshare drops them
+  // when they go stale (core/kernel_pages.cc).
+  fi->direct_io = kernel_cache ? 0 : 1;
+  fi->keep_cache = kernel_cache ? 1 : 0;
   if (r.Open(fi) != 0 && fi->fh == kWriterHandle) v.CloseForWrite();
 }
 

@@ -100,6 +100,8 @@ nlohmann::json NodeStatsJson(const Node& node, const NodeStatsContext& ctx) {
             {"recovery_lost", r.recovery_lost},
             {"claims_served", r.claims_served},
             {"revalidated", r.revalidated},
+            {"kernel_page_drops", r.kernel_page_drops},
+            {"kernel_full_drops", r.kernel_full_drops},
             {"traffic", TrafficJson(t->traffic)}};
     if (!t->root_role.empty())
       tree["root_peer"] = {{"peer", t->root_peer}, {"role", t->root_role}, {"lease_ms_left", t->root_lease_ms_left}};

@@ -275,7 +275,24 @@ void TreeNode::Drain() {
   for (Outgoing& o : e.messages) Route(std::move(o));
   for (StoreOp& op : e.store) RunStore(std::move(op));
   for (LocalDone& d : e.done) Complete(d);
+  for (const PageDrop& d : e.page_drops) DropPages(d);
   FinishJoin();
+}
+
+void TreeNode::DropPages(const PageDrop& d) {
+  const uint64_t token = d.token;
+  auto report = [this, token](bool stuck) {
+    if (token == 0) return;
+    asio::post(io_, [this, token, stuck] {
+      if (stuck) replica_.PagesBlocked(token, Now());
+      else replica_.PagesDropped(token, Now());
+      Drain();
+      Publish();
+    });
+  };
+  if (drop_pages_) return drop_pages_(d, std::move(report));
+  if (token && d.table) d.table->Fence(d.first);  // no kernel cache to drop
+  report(false);
 }
 
 void TreeNode::Route(Outgoing o) {

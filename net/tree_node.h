@@ -76,6 +76,12 @@ class TreeNode final : public ControlPath {
   // threads. Pending local operations fail. Idempotent.
   void Stop();
 
+  // --kernel-cache: how the engine's PageDrop effects are carried out
+  // (fuse/page_dropper.h); `report(stuck)` may be called from any thread.
+  // Set before Start. Without one, a drop completes at once.
+  using PageDropFn = std::function<void(const PageDrop&, std::function<void(bool stuck)> report)>;
+  void SetPageDropper(PageDropFn fn) { drop_pages_ = std::move(fn); }
+
   uint16_t port() const { return port_; }
   BlockTable* table() const { return table_.load(); }
   const std::string& volume_name() const { return cfg_name_; }
@@ -124,6 +130,7 @@ class TreeNode final : public ControlPath {
   // tree_node.cc
   void Drain();  // on the I/O thread: carry out what the engine queued
   void Route(Outgoing o);
+  void DropPages(const PageDrop& d);
   void RunStore(StoreOp op);
   asio::awaitable<void> AcceptLoop();
   asio::awaitable<void> TickLoop();
@@ -158,6 +165,7 @@ class TreeNode final : public ControlPath {
   std::unique_ptr<BlockStore> store_;
   Replica replica_;
   std::atomic<BlockTable*> table_{nullptr};
+  PageDropFn drop_pages_;
   asio::io_context io_;
   asio::executor_work_guard<asio::io_context::executor_type> work_;
   tcp::acceptor acceptor_;

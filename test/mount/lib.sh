@@ -88,6 +88,7 @@ cleanup() {
   if [ -n "$WORK" ] && [ -d "$WORK" ]; then
     if [ "$rc" != 0 ] || [ "$FAILED" != 0 ]; then
       for f in "$WORK"/*.log; do [ -f "$f" ] && { echo "--- $f (last 20 lines)"; tail -n 20 "$f"; }; done
+      [ -n "${KEEP_LOGS:-}" ] && cp "$WORK"/*.log "$KEEP_LOGS"/ 2>/dev/null
     fi
     rm -rf "$WORK"
   fi

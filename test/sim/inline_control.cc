@@ -41,6 +41,11 @@ Status InlineControl::RunAll(const std::vector<Starter>& starts, const std::vect
       stored.push_back({op.id, RunStoreOp(op, replica_.table(), store_)});
     }
     for (const auto& [id, st] : stored) replica_.OnStoreDone(id, st, Now());
+    for (const PageDrop& d : e.page_drops)  // no kernel here: done at once
+      if (d.token) {
+        if (d.table) d.table->Fence(d.first);
+        replica_.PagesDropped(d.token, Now());
+      }
     if (e.empty() && !waiting.empty()) return Status::IOError("internal error: the engine stopped short");
     if (rounds > 1000000) return Status::IOError("internal error: the engine does not finish");
   }

@@ -78,12 +78,20 @@ void SimNet::Collect(const std::string& name) {
   for (const StoreOp& op : e.store) stored.push_back({op.id, RunStoreOp(op, n.replica->table(), n.faults.get())});
   for (uint64_t call : unroutable) n.replica->OnReply(call, Status::IOError("child is gone (simulated)"), {}, now_);
   for (const auto& [id, st] : stored) n.replica->OnStoreDone(id, st, now_);
+  // No kernel here: a page drop is done at once, fenced as the dropper would.
+  std::vector<uint64_t> dropped;
+  for (const PageDrop& d : e.page_drops)
+    if (d.token) {
+      if (d.table) d.table->Fence(d.first);
+      dropped.push_back(d.token);
+    }
+  for (uint64_t t : dropped) n.replica->PagesDropped(t, now_);
   if (e.drop_parent && !n.parent.empty() && !nodes_.at(n.parent).down &&
       nodes_.at(n.parent).children.count(n.link_at_parent)) {
     nodes_.at(n.parent).replica->OnChildGone(n.link_at_parent, now_);
     CloseLink(n.parent, name);
   }
-  if (!unroutable.empty() || !stored.empty()) Collect(name);
+  if (!unroutable.empty() || !stored.empty() || !dropped.empty()) Collect(name);
 }
 
 void SimNet::Deliver(const Delivery& d) {
