@@ -468,13 +468,29 @@ size_t Replica::WriteBack(const std::vector<uint64_t>& blocks, uint64_t sequence
 }
 
 void Replica::StartDurability(const std::vector<uint64_t>& blocks, uint64_t barrier, uint64_t for_block, bool sync) {
+  if (!barrier) ++runs_[for_block].store_ops;  // its queue waits for the whole sequence
+  if (!barrier && sync) {
+    // A FORCE_SYNC range arrives as one job per block: their writes go
+    // out as one run and share one sync.
+    gathered_.push_back(for_block);
+    return;
+  }
   const uint64_t seq = next_store_++;
   Durability& d = durability_[seq];
   d.barrier = barrier;
-  d.block = for_block;
+  if (!barrier) d.blocks = {for_block};
   d.sync = sync;
   d.todo = blocks;
-  if (!barrier) ++runs_[for_block].store_ops;  // its queue waits for the whole sequence
+  FeedDurability(seq);
+}
+
+void Replica::StartGathered() {
+  if (gathered_.empty()) return;
+  const uint64_t seq = next_store_++;
+  Durability& d = durability_[seq];
+  d.blocks = std::exchange(gathered_, {});
+  std::sort(d.blocks.begin(), d.blocks.end());  // neighbours together: one write each run
+  d.todo = d.blocks;
   FeedDurability(seq);
 }
 
@@ -560,13 +576,15 @@ void Replica::FinishDurability(uint64_t sequence) {
   Durability done = std::move(d->second);
   durability_.erase(d);
   if (done.barrier) return sync_.RootFlushed(done.barrier, done.error);
-  BlockRun& run = runs_[done.block];
-  --run.store_ops;
-  if (!run.jobs.empty()) {
-    run.jobs.front().durable = true;
-    run.jobs.front().store_error = done.error;
+  for (uint64_t b : done.blocks) {
+    BlockRun& run = runs_[b];
+    --run.store_ops;
+    if (!run.jobs.empty()) {
+      run.jobs.front().durable = true;
+      run.jobs.front().store_error = done.error;
+    }
+    wake_.push_back(b);
   }
-  wake_.push_back(done.block);
 }
 
 void Replica::SendUp(uint64_t barrier) {

@@ -90,11 +90,13 @@ void Replica::AfterEvent() {
   // Queues that waited for room, now that some was made.
   for (int round = 0; !wake_.empty() && round < 64; ++round)
     for (uint64_t b : std::exchange(wake_, {})) Pump(b, now_);
+  StartGathered();
   sync_.Progress();
   PublishWindow();
 }
 
 Effects Replica::TakeEffects() {
+  StartGathered();  // (AfterEvent does it too; this catches any event that ended without it)
   effects_.messages = ranges_.Merge(std::move(effects_.messages), [this] { return next_call_++; });
   return std::exchange(effects_, {});
 }

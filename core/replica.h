@@ -294,8 +294,8 @@ class Replica final : private WriterLock::Host, private SyncBarrier::Host {
     size_t in_flight = 0;        // blocks being written
     bool synced = false;
     Status error;
-    uint64_t barrier = 0;  // for a barrier, or
-    uint64_t block = 0;    // for the head job of this block
+    uint64_t barrier = 0;          // for a barrier, or
+    std::vector<uint64_t> blocks;  // for the head jobs of these blocks
     bool sync = true;      // false: written is enough (write-through)
   };
 
@@ -363,7 +363,11 @@ class Replica final : private WriterLock::Host, private SyncBarrier::Host {
   size_t WriteBack(const std::vector<uint64_t>& blocks, uint64_t sequence);
   // The root: `blocks` reach the store (durably, with `sync`), then the
   // barrier completes or the block's head job goes on (Job::durable set).
+  // A synced one for a single block's head job is gathered with the others
+  // of the same event, so that they share one write run and one sync
+  // (StartGathered, at the end of the event).
   void StartDurability(const std::vector<uint64_t>& blocks, uint64_t barrier, uint64_t for_block, bool sync = true);
+  void StartGathered();
   void FeedDurability(uint64_t sequence);
   void FinishDurability(uint64_t sequence);
   void StoreDone(uint64_t id, const Status& st, Time now);
@@ -536,6 +540,7 @@ class Replica final : private WriterLock::Host, private SyncBarrier::Host {
   uint64_t next_local_ = 1;
   std::unordered_map<uint64_t, StoreWait> store_waits_;
   std::unordered_map<uint64_t, Durability> durability_;
+  std::vector<uint64_t> gathered_;  // blocks whose head jobs wait for a synced write, this event
   uint64_t next_store_ = 1;
   std::vector<uint64_t> wake_;  // blocks to pump once the current event is done
   std::vector<uint64_t> parked_;  // see Park()
