@@ -100,10 +100,19 @@ bool Replica::HasCopy(uint64_t block) const {
 
 Bytes Replica::CopyBytes(const BlockTable::Slot& s) const {
   if (!s.data) return Bytes::Zeros(block_size());  // a table without bytes
-  uint8_t* w;
-  Bytes out = Bytes::Allocate(block_size(), &w);
-  std::memcpy(w, s.data, block_size());
-  return out;
+  // Cut from a chunk shared by consecutive copies: one allocation for many
+  // blocks, and neighbours flushed together leave as one slice, uncopied
+  // (RangeAdapter's Concat). A chunk lives while any of its slices does.
+  const size_t bs = block_size();
+  if (copy_.left < bs) {
+    const size_t chunk = std::max<size_t>(bs, (1u << 20) / bs * bs);
+    copy_.chunk = Bytes::Allocate(chunk, &copy_.write);
+    copy_.left = chunk;
+  }
+  const size_t at = copy_.chunk.size() - copy_.left;
+  std::memcpy(copy_.write + at, s.data, bs);
+  copy_.left -= bs;
+  return copy_.chunk.Slice(at, bs);
 }
 
 bool Replica::GetCopy(uint64_t block, Bytes* out) const {

@@ -455,6 +455,14 @@ class Replica final : private WriterLock::Host, private SyncBarrier::Host {
   // The bytes of a slot, copied, with its write count then (under its set's
   // lock, which the caller holds).
   Bytes CopyBytes(const BlockTable::Slot& s) const;
+  // CopyBytes' current chunk: slices of it are handed out front to back;
+  // the bytes not handed out yet are written only here.
+  struct CopyChunk {
+    Bytes chunk;
+    uint8_t* write = nullptr;
+    size_t left = 0;
+  };
+  mutable CopyChunk copy_;
   // Keeps `data` as the block's bytes (dirty: newer than the parent's).
   void PutCopy(uint64_t block, const Bytes& data, bool dirty);
   void MarkClean(uint64_t block);
