@@ -11,6 +11,9 @@ FSYNC_EVERY writes (0: never). Every completed write and fsync is appended
 to LOG as one line ("write N BLOCK DIGEST" / "fsync N"), flushed at once, so
 the log says exactly what was acknowledged even if this process is killed.
 Any failed call ends the run with exit status 1.
+
+With HOLD_AT=N in the environment it stops for HOLD_S seconds (default 3)
+once write N is logged: a test can then act at a known point of the run.
 """
 import hashlib
 import mmap
@@ -31,6 +34,8 @@ def main():
     image, log_path, writes, blocks, fsync_every = sys.argv[1:6]
     writes, blocks, fsync_every = int(writes), int(blocks), int(fsync_every)
     pause = int(sys.argv[6]) / 1000 if len(sys.argv) > 6 else 0.0
+    hold_at = int(os.environ.get("HOLD_AT", "-1"))
+    hold_s = float(os.environ.get("HOLD_S", "3"))
     run = f"{os.path.abspath(log_path)} {time.time()}"
     buf = mmap.mmap(-1, BS)
     fd = os.open(image, os.O_RDWR | os.O_DIRECT)
@@ -56,6 +61,8 @@ def main():
                     return 1
                 log.write(f"fsync {n}\n")
                 log.flush()
+            if n == hold_at:
+                time.sleep(hold_s)
             if pause:
                 time.sleep(pause)
     os.close(fd)

@@ -105,14 +105,16 @@ kill_pid() {
   wait "$pid" 2>/dev/null || true
 }
 
-# Waits up to $2 seconds (default 10) for command $1 to succeed.
+# Waits up to $2 seconds (default 10) for command $1 to succeed. The limit
+# is wall time, however long the command itself takes to run.
 wait_for() {
-  local cond=$1 limit=${2:-10} i
-  for ((i = 0; i < limit * 10; i++)); do
+  local cond=$1 limit=${2:-10}
+  local until=$((SECONDS + limit))
+  while :; do
     eval "$cond" && return 0
+    [ "$SECONDS" -ge "$until" ] && return 1
     sleep 0.1
   done
-  return 1
 }
 
 start_node() {

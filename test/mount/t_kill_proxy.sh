@@ -28,12 +28,15 @@ run_mode() {  # MODE FSYNC_EVERY CHECK: one proxy and one leaf, the proxy killed
     --flush-interval 0 --io-timeout 20 "${timing[@]}" || return
   check "$mode: the leaf's parent is the proxy" [ "$(stat_of "$leaf" tree.upstream.0)" = "127.0.0.1:$rp" ]
   # Every write to a block of its own: a lost write cannot hide under a later one.
-  python3 "$fault/write_log.py" "$leaf/vol.img" "$log" 400 400 "$fsync_every" 5 &
+  # Async: the workload holds after write 110, between two fsyncs (25 writes
+  # apart), and the proxy is killed then: some writes are surely dirty in the
+  # leaf and none is in flight. Otherwise it is killed mid-run, from write 100.
+  local hold=-1 upto=100
+  [ "$mode" = async ] && hold=110 upto=111
+  HOLD_AT=$hold python3 "$fault/write_log.py" "$leaf/vol.img" "$log" 400 400 "$fsync_every" 5 &
   local workload=$!
   HELPER_PIDS+=("$workload")
-  # Killed mid-interval between two fsyncs (async: 25 writes apart), so
-  # that some writes are surely dirty in the leaf and none in flight.
-  wait_for "python3 -c \"import sys; n = open('$log').read().count('write '); sys.exit(not (n >= 100 and 5 <= n % 25 <= 15))\"" 30
+  wait_for "[ \"\$(grep -c '^write ' '$log' 2>/dev/null)\" -ge $upto ]" 30
   local killed_at
   killed_at=$(date +%s.%N)
   kill -KILL "$proxy"
