@@ -1,5 +1,7 @@
 #include "core/range_adapter.h"
 
+#include "core/log.h"
+
 #include <algorithm>
 #include <cstring>
 #include <optional>
@@ -76,7 +78,7 @@ std::vector<Message> RangeAdapter::Split(bool from_parent, LinkId from, const Me
 uint64_t RangeAdapter::Open(bool from_parent, LinkId from, const Message& m) {
   const uint64_t key = next_split_++;
   const uint32_t n = m.blocks();
-  splits_[key] = {from_parent, from, m.xid, *m.block_num, n, n};
+  splits_[key] = {from_parent, from, m.xid, *m.block_num, n, n, std::vector<bool>(n, false)};
   return key;
 }
 
@@ -157,7 +159,10 @@ std::vector<Outgoing> RangeAdapter::Merge(std::vector<Outgoing> out, const std::
     if (!groups[i] || groups[i]->closed) return;
     Group& g = *groups[i];
     g.closed = true;
-    if (g.part) g.more = splits_.at(g.split).remaining > 0;
+    if (g.part) {
+      auto s = splits_.find(g.split);
+      g.more = s != splits_.end() && s->second.remaining > 0;
+    }
   };
   auto start = [&](Outgoing&& o, std::optional<Group> g) {
     const uint64_t dest = DestKey(o);
@@ -180,8 +185,30 @@ std::vector<Outgoing> RangeAdapter::Merge(std::vector<Outgoing> out, const std::
                                                                                                : nullptr;
     if (o.kind == Outgoing::Kind::kSend && IsPrivate(o.msg.xid)) {
       const uint64_t key = SplitOf(o.msg.xid);
-      OpenSplit& s = splits_.at(key);
-      const uint64_t block = s.first + (o.msg.xid & ((uint64_t{1} << kIndexBits) - 1));
+      auto found = splits_.find(key);
+      if (found == splits_.end()) {
+        // Its range was answered in full already: a second answer for one of
+        // its blocks has nowhere to go.
+        LogWarning("range answer " + std::to_string(key) + ": an answer for block " +
+                   std::to_string(o.msg.xid & ((uint64_t{1} << kIndexBits) - 1)) + " came after the range was done (" +
+                   Describe(o.msg) + "); dropped");
+        continue;
+      }
+      OpenSplit& s = found->second;
+      const uint32_t index = static_cast<uint32_t>(o.msg.xid & ((uint64_t{1} << kIndexBits) - 1));
+      const uint64_t block = s.first + index;
+      // Each block is answered once: a second answer (a job that failed
+      // after its block was answered another way) would end the range before
+      // another block's answer came, and that one would be lost.
+      const uint32_t covers = o.msg.count ? *o.msg.count : 1;
+      bool fresh = index + covers <= s.count;
+      for (uint32_t k = 0; fresh && k < covers; ++k) fresh = !s.answered[index + k];
+      if (!fresh) {
+        LogWarning("range answer " + std::to_string(key) + ": block " + std::to_string(block) +
+                   " answered twice (" + Describe(o.msg) + "); the second answer dropped");
+        continue;
+      }
+      for (uint32_t k = 0; k < covers; ++k) s.answered[index + k] = true;
       if (o.msg.count) {  // a part built whole (PartXid)
         if (prev != last.end()) close(prev->second);  // before counting this one in
         s.remaining -= std::min(s.remaining, *o.msg.count);
@@ -232,6 +259,7 @@ std::vector<Outgoing> RangeAdapter::Merge(std::vector<Outgoing> out, const std::
     start(std::move(o), std::nullopt);
   }
   for (size_t i = 0; i < result.size(); ++i) close(i);
+  std::vector<size_t> dropped;  // parts of ranges already answered in full
 
   for (size_t i = 0; i < result.size(); ++i) {
     if (!groups[i]) continue;
@@ -254,7 +282,14 @@ std::vector<Outgoing> RangeAdapter::Merge(std::vector<Outgoing> out, const std::
       result[i].call_id = id;
       continue;
     }
-    const OpenSplit& s = splits_.at(g.split);
+    auto found = splits_.find(g.split);
+    if (found == splits_.end()) {
+      LogWarning("range answer " + std::to_string(g.split) + ": a part for blocks from " + std::to_string(g.first) +
+                 " came after the range was done; dropped");
+      dropped.push_back(i);
+      continue;
+    }
+    const OpenSplit& s = found->second;
     m.xid = s.xid;
     m.block_num = g.first;
     if (g.whole) {
@@ -282,6 +317,7 @@ std::vector<Outgoing> RangeAdapter::Merge(std::vector<Outgoing> out, const std::
     else m.mask.reset();
     if (!g.more) splits_.erase(g.split);
   }
+  for (auto it = dropped.rbegin(); it != dropped.rend(); ++it) result.erase(result.begin() + static_cast<long>(*it));
   return result;
 }
 

@@ -90,7 +90,8 @@ class RangeAdapter {
     uint64_t xid = 0;  // of the range request
     uint64_t first = 0;
     uint32_t count = 0;
-    uint32_t remaining = 0;
+    uint32_t remaining = 0;         // blocks not answered yet
+    std::vector<bool> answered;     // by block: a second answer for one is dropped
     Bytes answers;  // the range's bytes, once the first block's are written
     uint8_t* writable = nullptr;
   };

@@ -45,9 +45,13 @@ void SyncBarrier::Feed(uint64_t id) {
   const size_t window = std::max<size_t>(1, host_->WindowBlocks());
   if (it->second.running > window / 2) return;
   while (true) {
-    // Looked up each time: a block done at once (nothing to flush) calls
-    // back into OnBlockDone.
-    Barrier& b = barriers_.at(id);
+    // Looked up each time: a block done at once (nothing to flush, or a
+    // failure) calls back into OnBlockDone, and the barrier may even have
+    // finished and gone (the host's flush runs the engine's end-of-event
+    // work, Progress included).
+    auto found = barriers_.find(id);
+    if (found == barriers_.end()) return;
+    Barrier& b = found->second;
     if (b.running >= window || b.next >= b.todo.size()) break;
     const uint64_t block = b.todo[b.next++];
     const uint64_t op = host_->NewLocalOp();
@@ -56,7 +60,7 @@ void SyncBarrier::Feed(uint64_t id) {
     if (b.drop) host_->DropBlock(op, block);
     else host_->FlushBlock(op, block);
   }
-  Barrier& b = barriers_.at(id);
+  Barrier& b = barriers_.at(id);  // (the loop ended on it: still here)
   if (b.next >= b.todo.size()) b.todo = {};  // all started: the list is not needed any more
   if (!Pending(b)) ready_.push_back(id);
 }
