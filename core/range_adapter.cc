@@ -185,16 +185,7 @@ std::vector<Outgoing> RangeAdapter::Merge(std::vector<Outgoing> out, const std::
                                                                                                : nullptr;
     if (o.kind == Outgoing::Kind::kSend && IsPrivate(o.msg.xid)) {
       const uint64_t key = SplitOf(o.msg.xid);
-      auto found = splits_.find(key);
-      if (found == splits_.end()) {
-        // Its range was answered in full already: a second answer for one of
-        // its blocks has nowhere to go.
-        LogWarning("range answer " + std::to_string(key) + ": an answer for block " +
-                   std::to_string(o.msg.xid & ((uint64_t{1} << kIndexBits) - 1)) + " came after the range was done (" +
-                   Describe(o.msg) + "); dropped");
-        continue;
-      }
-      OpenSplit& s = found->second;
+      OpenSplit& s = splits_.find(key)->second;  // (IsPrivate: it is there)
       const uint32_t index = static_cast<uint32_t>(o.msg.xid & ((uint64_t{1} << kIndexBits) - 1));
       const uint64_t block = s.first + index;
       // Each block is answered once: a second answer (a job that failed
@@ -221,13 +212,18 @@ std::vector<Outgoing> RangeAdapter::Merge(std::vector<Outgoing> out, const std::
         close(result.size() - 1);
         continue;
       }
-      --s.remaining;
       Message shape = Shape(o.msg, true);
       shape.block_num.reset();
       if (open && open->part && open->split == key && block == open->first + open->count() && shape == open->shape) {
+        --s.remaining;
         absorb(*open, o.msg);
         continue;
       }
+      // The group before is closed before this answer is counted: it was not
+      // the range's last part (this one comes after it), whatever the count
+      // now says. (Closing it after would have ended the range one part early.)
+      if (prev != last.end()) close(prev->second);
+      --s.remaining;
       Group g;
       g.part = true;
       g.split = key;

@@ -141,3 +141,67 @@ TEST_CASE("ranges out: a message to the same place in between keeps its place") 
   REQUIRE(merged.size() == 3);  // the reply must not be overtaken
   CHECK(merged[1].msg.opcode == Opcode::kOkReply);
 }
+
+TEST_CASE("ranges in: the last answer, in another shape, ends the range; the part before it does not") {
+  RangeAdapter a(kBs);
+  Message flush;
+  flush.opcode = Opcode::kIoRequest;
+  flush.io_op = IoOp::kFlush;
+  flush.xid = 77;
+  flush.block_num = 8;
+  flush.count = 3;
+  flush.data = Fill(3 * kBs, 'f');
+  std::vector<Message> one = a.Split(false, 3, flush);
+  REQUIRE(one.size() == 3);
+  auto answer = [&](const Message& m, Opcode op) {
+    Outgoing o;
+    o.child = 3;
+    o.msg.opcode = op;
+    o.msg.xid = m.xid;
+    o.msg.block_num = m.block_num;
+    if (op == Opcode::kErrReply) o.msg.status = WireStatus::kBusy;
+    return o;
+  };
+  // All three in one go, the last one refused (a store error): two parts.
+  uint64_t next = 1;
+  std::vector<Outgoing> out = a.Merge(
+      {answer(one[0], Opcode::kOkReply), answer(one[1], Opcode::kOkReply), answer(one[2], Opcode::kErrReply)},
+      [&] { return next++; });
+  REQUIRE(out.size() == 2);
+  CHECK(out[0].msg.blocks() == 2);
+  CHECK((out[0].msg.flags & msg_flags::kMore) != 0);  // more follows: the refusal
+  CHECK(out[1].msg.opcode == Opcode::kErrReply);
+  CHECK(*out[1].msg.block_num == 10);
+  CHECK((out[1].msg.flags & msg_flags::kMore) == 0);
+  CHECK(a.open_splits() == 0);
+}
+
+TEST_CASE("ranges in: a second answer for a block is dropped, and the range still waits for the others") {
+  RangeAdapter a(kBs);
+  Message get;
+  get.opcode = Opcode::kIoRequest;
+  get.io_op = IoOp::kGet;
+  get.xid = 78;
+  get.block_num = 20;
+  get.count = 2;
+  std::vector<Message> one = a.Split(false, 3, get);
+  REQUIRE(one.size() == 2);
+  auto answer = [&](const Message& m) {
+    Outgoing o;
+    o.child = 3;
+    o.msg.opcode = Opcode::kOkReply;
+    o.msg.xid = m.xid;
+    o.msg.block_num = m.block_num;
+    return o;
+  };
+  uint64_t next = 1;
+  std::vector<Outgoing> out = a.Merge({answer(one[0]), answer(one[0])}, [&] { return next++; });
+  REQUIRE(out.size() == 1);
+  CHECK(out[0].msg.blocks() == 1);
+  CHECK((out[0].msg.flags & msg_flags::kMore) != 0);  // block 21 is still to come
+  CHECK(a.open_splits() == 1);
+  out = a.Merge({answer(one[1])}, [&] { return next++; });
+  REQUIRE(out.size() == 1);
+  CHECK((out[0].msg.flags & msg_flags::kMore) == 0);
+  CHECK(a.open_splits() == 0);
+}
