@@ -23,6 +23,29 @@ Outgoing Call(uint64_t id, uint64_t block, IoOp op = IoOp::kGet, WirePerm perm =
 
 std::vector<uint8_t> Fill(size_t n, uint8_t c) { return std::vector<uint8_t>(n, c); }
 
+// A child's range request (from link 3), and an engine's answer to one of
+// its blocks.
+Message RangeRequest(IoOp op, uint64_t xid, uint64_t first, uint32_t count) {
+  Message m;
+  m.opcode = Opcode::kIoRequest;
+  m.io_op = op;
+  m.xid = xid;
+  m.block_num = first;
+  m.count = count;
+  if (op == IoOp::kFlush) m.data = Fill(size_t{count} * kBs, 'f');
+  return m;
+}
+
+Outgoing AnswerTo(const Message& block_request, Opcode op = Opcode::kOkReply) {
+  Outgoing o;
+  o.child = 3;
+  o.msg.opcode = op;
+  o.msg.xid = block_request.xid;
+  o.msg.block_num = block_request.block_num;
+  if (op == Opcode::kErrReply) o.msg.status = WireStatus::kBusy;
+  return o;
+}
+
 }  // namespace
 
 TEST_CASE("ranges out: neighbouring calls that differ only in their block go as one request") {
@@ -144,29 +167,12 @@ TEST_CASE("ranges out: a message to the same place in between keeps its place") 
 
 TEST_CASE("ranges in: the last answer, in another shape, ends the range; the part before it does not") {
   RangeAdapter a(kBs);
-  Message flush;
-  flush.opcode = Opcode::kIoRequest;
-  flush.io_op = IoOp::kFlush;
-  flush.xid = 77;
-  flush.block_num = 8;
-  flush.count = 3;
-  flush.data = Fill(3 * kBs, 'f');
-  std::vector<Message> one = a.Split(false, 3, flush);
+  std::vector<Message> one = a.Split(false, 3, RangeRequest(IoOp::kFlush, 77, 8, 3));
   REQUIRE(one.size() == 3);
-  auto answer = [&](const Message& m, Opcode op) {
-    Outgoing o;
-    o.child = 3;
-    o.msg.opcode = op;
-    o.msg.xid = m.xid;
-    o.msg.block_num = m.block_num;
-    if (op == Opcode::kErrReply) o.msg.status = WireStatus::kBusy;
-    return o;
-  };
   // All three in one go, the last one refused (a store error): two parts.
   uint64_t next = 1;
-  std::vector<Outgoing> out = a.Merge(
-      {answer(one[0], Opcode::kOkReply), answer(one[1], Opcode::kOkReply), answer(one[2], Opcode::kErrReply)},
-      [&] { return next++; });
+  std::vector<Outgoing> out =
+      a.Merge({AnswerTo(one[0]), AnswerTo(one[1]), AnswerTo(one[2], Opcode::kErrReply)}, [&] { return next++; });
   REQUIRE(out.size() == 2);
   CHECK(out[0].msg.blocks() == 2);
   CHECK((out[0].msg.flags & msg_flags::kMore) != 0);  // more follows: the refusal
@@ -178,29 +184,15 @@ TEST_CASE("ranges in: the last answer, in another shape, ends the range; the par
 
 TEST_CASE("ranges in: a second answer for a block is dropped, and the range still waits for the others") {
   RangeAdapter a(kBs);
-  Message get;
-  get.opcode = Opcode::kIoRequest;
-  get.io_op = IoOp::kGet;
-  get.xid = 78;
-  get.block_num = 20;
-  get.count = 2;
-  std::vector<Message> one = a.Split(false, 3, get);
+  std::vector<Message> one = a.Split(false, 3, RangeRequest(IoOp::kGet, 78, 20, 2));
   REQUIRE(one.size() == 2);
-  auto answer = [&](const Message& m) {
-    Outgoing o;
-    o.child = 3;
-    o.msg.opcode = Opcode::kOkReply;
-    o.msg.xid = m.xid;
-    o.msg.block_num = m.block_num;
-    return o;
-  };
   uint64_t next = 1;
-  std::vector<Outgoing> out = a.Merge({answer(one[0]), answer(one[0])}, [&] { return next++; });
+  std::vector<Outgoing> out = a.Merge({AnswerTo(one[0]), AnswerTo(one[0])}, [&] { return next++; });
   REQUIRE(out.size() == 1);
   CHECK(out[0].msg.blocks() == 1);
   CHECK((out[0].msg.flags & msg_flags::kMore) != 0);  // block 21 is still to come
   CHECK(a.open_splits() == 1);
-  out = a.Merge({answer(one[1])}, [&] { return next++; });
+  out = a.Merge({AnswerTo(one[1])}, [&] { return next++; });
   REQUIRE(out.size() == 1);
   CHECK((out[0].msg.flags & msg_flags::kMore) == 0);
   CHECK(a.open_splits() == 0);
