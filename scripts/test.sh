@@ -5,8 +5,9 @@
 # decoder with libFuzzer for a short while.
 #
 # To keep CI short (under 20 minutes on 2 cores): the sanitizer build compiles
-# on one core, at low priority, while the plain build's tests run (they mostly
-# wait on leases and sockets); and the sanitizer run leaves out the
+# at the lowest priority while the plain build's tests run (they mostly wait
+# on leases and sockets, and take the CPU first when they need it); and the
+# sanitizer run leaves out the
 # linearizability histories, which the plain run covers and which only take
 # longer under the sanitizers (set ALL_UNDER_SANITIZERS=1 to run them too).
 set -euo pipefail
@@ -20,7 +21,7 @@ status=0
 configure build -DVSHARE_SANITIZE=OFF
 cmake --build build -j "$(nproc)"
 configure build-sanitize -DVSHARE_SANITIZE=ON
-nice -n 19 cmake --build build-sanitize -j 1 >build-sanitize.log 2>&1 &
+nice -n 19 cmake --build build-sanitize -j "$(nproc)" >build-sanitize.log 2>&1 &
 sanitize_build=$!
 
 echo "=== tests: plain build (build)"
