@@ -38,7 +38,7 @@ bool Replica::AdvanceEvict(uint64_t block, Job& j, EvictJob& e, Time now) {
     }
     e.stage = EvictJob::Stage::kStart;  // and look again: it may have been written since
   }
-  if (!KernelPagesGone(block, runs_[block], now)) return false;  // PagesDropped comes back
+  if (!KernelPagesGone(block, now)) return false;  // PagesDropped comes back
   const BlockState st = StateOf(block);
   if (st.holders != 0) {
     // A failed child's grant stands until its lease is over (Tick comes back).
@@ -70,7 +70,7 @@ bool Replica::AdvanceEvict(uint64_t block, Job& j, EvictJob& e, Time now) {
     CallParent(std::move(up), Call{CallKind::kRelease, block});
   }
   DropCopy(block);
-  KernelPagesUsed(block, runs_[block]);
+  KernelPagesUsed(block);
   table_->CountEviction();
   return true;
 }

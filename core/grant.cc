@@ -83,17 +83,17 @@ bool Replica::AdvanceGrant(uint64_t block, Job& j, GrantJob& g, Time now) {
     return false;
   }
   // A child given WRITE may change the bytes behind the kernel's pages.
-  if (!local && g.want == Perm::kWrite && !KernelPagesGone(block, runs_[block], now)) return false;
+  if (!local && g.want == Perm::kWrite && !KernelPagesGone(block, now)) return false;
   // The grant itself. Recording a child's takes the permission away from
   // local access first, so the bytes read below are the latest.
   Store(block, t.next);
   // Local access goes on from the engine (which may fill kernel pages), or
   // the child's grant now keeps it out: either way the fence has done its work.
-  KernelPagesUsed(block, runs_[block]);
+  KernelPagesUsed(block);
   if (local) {
     switch (g.local) {
       case GrantJob::Local::kRead: {
-        {  // counted like a fast-path read (kernel_pages.cc's rounds)
+        if (cfg_.kernel_cache) {  // counted like a fast-path read (kernel_pages.cc's rounds)
           BlockTable::Locked set = table_->Lock(block);
           if (BlockTable::Slot* s = set.Find(block)) ++s->reads;
         }

@@ -43,8 +43,9 @@
 
 namespace vshare {
 
-bool Replica::KernelPagesGone(uint64_t block, BlockRun& run, Time now) {
+bool Replica::KernelPagesGone(uint64_t block, Time) {
   if (!cfg_.kernel_cache || !table_) return true;
+  BlockRun& run = runs_[block];
   if (run.pages == BlockRun::Pages::kDropping) return false;
   if (!HasCopy(block)) return true;  // nothing was served from here, so the kernel has nothing
   if (run.pages == BlockRun::Pages::kDropped) {
@@ -54,7 +55,7 @@ bool Replica::KernelPagesGone(uint64_t block, BlockRun& run, Time now) {
     if (!s || s->fenced) return true;
   }
   const uint64_t token = next_page_drop_++;
-  page_drops_[token] = PageDropping{block, now};
+  page_drops_[token] = PageDropping{block};
   run.pages = BlockRun::Pages::kDropping;
   run.page_token = token;
   effects_.page_drops.push_back(PageDrop{token, block, 1, table_.get()});
@@ -62,7 +63,9 @@ bool Replica::KernelPagesGone(uint64_t block, BlockRun& run, Time now) {
   return false;
 }
 
-void Replica::KernelPagesUsed(uint64_t block, BlockRun& run) {
+void Replica::KernelPagesUsed(uint64_t block) {
+  if (!cfg_.kernel_cache) return;
+  BlockRun& run = runs_[block];
   if (run.pages == BlockRun::Pages::kDropping) return;  // a later drop for the same block is under way
   if (run.pages == BlockRun::Pages::kDropped && table_) table_->Unfence(block);
   run.pages = BlockRun::Pages::kKept;

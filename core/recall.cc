@@ -30,7 +30,7 @@ void Replica::ServeRecall(uint64_t block, Time now) {
   }
   // The kernel's pages of the block go first (kernel_pages.cc): until they
   // have, the old bytes are still what this node reads.
-  if (resident && rc.to == Perm::kNone && !KernelPagesGone(block, run, now)) return;
+  if (resident && rc.to == Perm::kNone && !KernelPagesGone(block, now)) return;
   Message r = ReplyFor(rc.reply_xid);
   if (resident) {
     // Local access loses the permission first, so no local write can slip
@@ -55,7 +55,7 @@ void Replica::ServeRecall(uint64_t block, Time now) {
     if (rc.to < Perm::kWrite) SetForwarded(block, false);  // the parent took the block back: its duty now
     if (rc.to == Perm::kNone) DropCopy(block);
   }
-  KernelPagesUsed(block, run);
+  KernelPagesUsed(block);
   std::vector<uint64_t> more = std::move(rc.more_xids);
   run.recall.reset();
   SendToParent(std::move(r));

@@ -409,8 +409,9 @@ class Replica final : private WriterLock::Host, private SyncBarrier::Host {
   void StartEvict(uint64_t block, Time now);
 
   // ---- kernel_pages.cc ----
-  bool KernelPagesGone(uint64_t block, BlockRun& run, Time now);
-  void KernelPagesUsed(uint64_t block, BlockRun& run);
+  // (Both cost nothing without --kernel-cache: no lookup of the block's run.)
+  bool KernelPagesGone(uint64_t block, Time now);
+  void KernelPagesUsed(uint64_t block);
   void DropAllKernelPages();
   void CheckKernelFence(Time now);
   void CheckBlockedDrops(Time now);
@@ -530,7 +531,6 @@ class Replica final : private WriterLock::Host, private SyncBarrier::Host {
   // --kernel-cache: page drops under way, by token (one per block at most).
   struct PageDropping {
     uint64_t block = 0;
-    Time since{};
     bool blocked = false;  // PagesBlocked came
   };
   std::unordered_map<uint64_t, PageDropping> page_drops_;
