@@ -258,6 +258,8 @@ class Replica final : private WriterLock::Host, private SyncBarrier::Host {
   void SetParentAddress(std::string address) { parent_address_ = std::move(address); }
   // The parent's own ancestors, nearest first (from its CONNECT answer).
   const std::vector<std::string>& upstream() const { return upstream_; }
+  // Whether `child` has joined (its CONNECT was answered OK).
+  bool IsJoined(LinkId child) const { return children_.Joined(child); }
 
  private:
   enum class CallKind { kConnect, kUpstream, kInvalidate, kSync, kLease, kHeartbeat, kLeave, kRelease };

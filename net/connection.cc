@@ -159,6 +159,7 @@ awaitable<void> Connection::WriteLoop() {
     Close(Status::IOError("write to " + peer_ + " failed: " + e.what()));
   }
   writing_ = false;
+  if (close_when_sent_ && out_.empty()) Close(*close_when_sent_);
 }
 
 awaitable<void> Connection::ReadLoop() {
@@ -256,6 +257,14 @@ void Connection::Dispatch(Message m) {
     return;
   }
   if (on_request_) on_request_(shared_from_this(), std::move(m));
+}
+
+void Connection::CloseWhenSent(const Status& why, std::chrono::milliseconds grace) {
+  if (closed_ || close_when_sent_) return;
+  if (!writing_ && out_.empty()) return Close(why);
+  close_when_sent_ = why;
+  auto timer = std::make_shared<asio::steady_timer>(socket_.get_executor(), grace);
+  timer->async_wait([self = shared_from_this(), timer, why](const boost::system::error_code&) { self->Close(why); });
 }
 
 void Connection::Close(const Status& why) {

@@ -35,6 +35,7 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <optional>
 #include <unordered_map>
 
 #include "core/message.h"
@@ -86,6 +87,10 @@ class Connection : public std::enable_shared_from_this<Connection> {
   // Closes the socket and fails every pending call with `why`. Idempotent.
   void Close(const Status& why);
 
+  // Closes once what is queued has been written (a refusal must reach the
+  // peer before the link goes), or after `grace` at the latest.
+  void CloseWhenSent(const Status& why, std::chrono::milliseconds grace = std::chrono::seconds(1));
+
   bool closed() const { return closed_; }
   const ConnectionCounters& counters() const { return counters_; }
   std::string peer() const { return peer_; }
@@ -117,6 +122,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
   std::string peer_;
   bool closed_ = false;
   bool writing_ = false;
+  std::optional<Status> close_when_sent_;
   std::deque<OutFrame> out_;
   uint64_t next_xid_ = 1;
   std::unordered_map<uint64_t, Pending> pending_;

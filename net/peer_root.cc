@@ -12,11 +12,13 @@ void TreeNode::ApplyRole(Time now) {
   replica_.SetAuthority(until, now);
   // Children of a root that serves nothing would wait in vain (their
   // HEARTBEATs are refused, not lost): let them go, to find the root that
-  // serves. They come back here if this one serves again first.
+  // serves. They come back here if this one serves again first. A link
+  // that has not joined is left alone: its CONNECT is refused with
+  // IN_RECOVERY, and that answer must reach it before the link goes.
   if (now >= until && !children_.empty())
     for (auto& [link, conn] : children_)
-      if (!peer_links_.count(link))
-        asio::post(io_, [conn = conn] { conn->Close(Status::IOError("this root does not serve the volume now")); });
+      if (!peer_links_.count(link) && replica_.IsJoined(link))
+        asio::post(io_, [conn = conn] { conn->CloseWhenSent(Status::IOError("this root does not serve the volume now")); });
   role_text_ = role_->Describe(now);
   root_lease_left_ = until == Time::max() ? -1
                      : until <= now      ? 0
