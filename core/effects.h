@@ -44,6 +44,10 @@ struct Outgoing {
   // A kCall that must fail by then if unanswered; 0: the transport's
   // default (io_timeout).
   std::chrono::milliseconds timeout{0};
+  // Goes out ahead of what is queued on the link (HEARTBEATs and their
+  // answers: a lease must not wait behind megabytes of data). Only for
+  // messages whose order against the rest does not matter.
+  bool urgent = false;
 };
 
 // Store I/O at the root, on `count` blocks from `first`.

@@ -50,8 +50,8 @@ void Replica::SendHeartbeat(Time now) {
 
 void Replica::HeartbeatAnswered(const Status& st, const Message& reply, Time now) {
   const bool renewed = st.ok() && reply.opcode == Opcode::kOkReply && reply.hb_ttl_ms;
-  if (parent_lease_.HeartbeatAnswered(renewed, !st.ok())) {
-    LogWarning("volume " + cfg_.volume_name + ": the parent did not answer 3 HEARTBEATs in a row (" + st.ToString() +
+  if (parent_lease_.HeartbeatAnswered(renewed, !st.ok(), now)) {
+    LogWarning("volume " + cfg_.volume_name + ": the parent did not answer 3 HEARTBEATs in a row, and sent nothing else meanwhile (" + st.ToString() +
                "); looking for another");
     effects_.drop_parent = true;
   }

@@ -5,7 +5,11 @@
 // (when the request left + HB_TTL): the parent's record of the lease cannot
 // end sooner. Past the lease nothing from the parent may be used. A
 // HEARTBEAT goes out once a period has passed since the last one; three
-// unanswered in a row mean the parent has failed.
+// unanswered in a row mean the parent has failed, unless something else
+// came from it within the last period: a busy parent's answer can wait
+// behind megabytes of data on the link, and the data arriving shows the
+// parent is there. (A parent that goes silent is still found failed three
+// periods after it did, as before: doc/failover.md.)
 //
 // Pure state: the engine sends the messages and reads the clock.
 #pragma once
@@ -34,14 +38,20 @@ class ParentLease {
   void HeartbeatSent(Time now, std::chrono::milliseconds period) {
     in_flight_ = true;
     next_ = now + period;
+    period_ = period;
   }
+  // Something came from the parent (any answer or request of its own).
+  void Heard(Time now) { last_heard_ = std::max(last_heard_, now); }
   // The HEARTBEAT's answer: renewed (an OK with HB_TTL), refused by the
-  // parent, or lost (no answer, link gone). True when the third loss in a
-  // row has just been counted: the parent has failed.
-  bool HeartbeatAnswered(bool renewed, bool lost) {
+  // parent, or lost (no answer, link gone), at `now`. True when the parent
+  // has failed: a third loss in a row (or later) with nothing heard from
+  // it for a period.
+  bool HeartbeatAnswered(bool renewed, bool lost, Time now) {
     in_flight_ = false;
     if (renewed) failures_ = 0;
-    return lost && ++failures_ == 3;
+    if (!lost || ++failures_ < 3 || now - last_heard_ < period_) return false;
+    failures_ = 0;
+    return true;
   }
   // Joined (or joined again): the next HEARTBEAT is a period away.
   void Joined(Time now, std::chrono::milliseconds period) {
@@ -62,6 +72,8 @@ class ParentLease {
   Time until_{};
   Time next_{};
   Time last_renewal_{};
+  Time last_heard_{};
+  std::chrono::milliseconds period_{0};
   bool in_flight_ = false;
   bool ever_renewed_ = false;
   int failures_ = 0;

@@ -61,6 +61,7 @@ void Replica::OnChildMessage(LinkId child, const Message& m, Time now) {
 
 void Replica::OnParentMessage(const Message& m, Time now) {
   now_ = now;
+  parent_lease_.Heard(now);
   if (m.opcode == Opcode::kInvalidate && m.blocks() > 1 && m.block_num && table_ &&
       *m.block_num < block_count() && m.blocks() <= block_count() - *m.block_num) {
     for (const Message& one : ranges_.Split(true, 0, m)) HandleParentMessage(one, now);
@@ -123,7 +124,7 @@ void Replica::HandleChildMessage(LinkId child, const Message& m, Time now) {
       }
       Message r = ReplyFor(m.xid);
       r.hb_ttl_ms = hb_ttl_ms_;  // cut to what we have left in SendToChild
-      return SendToChild(child, std::move(r));
+      return SendToChild(child, std::move(r), /*urgent=*/true);
     }
     case Opcode::kDisconnect:  // leaving on purpose: nothing to wait for
       LogInfo("volume " + cfg_.volume_name + ": child link " + std::to_string(child) + " left");
@@ -236,6 +237,7 @@ void Replica::HandleReply(uint64_t call_id, const Status& st, const Message& rep
   const Call call = it->second;
   calls_.erase(it);
   const bool ok = st.ok() && reply.opcode == Opcode::kOkReply;
+  if (st.ok() && call.kind != CallKind::kInvalidate) parent_lease_.Heard(now);
   // Any answer from the parent that carries HB_TTL renews our lease.
   if (ok && reply.hb_ttl_ms && call.kind != CallKind::kInvalidate && !rejoining_)
     parent_lease_.Renewed(call.sent, *reply.hb_ttl_ms);
@@ -307,7 +309,7 @@ void Replica::Fail(const Job& j, WireStatus st, const std::string& why) {
   SendToChild(j.from, ErrorReply(j.reply_xid, st));
 }
 
-void Replica::SendToChild(LinkId child, Message m) {
+void Replica::SendToChild(LinkId child, Message m, bool urgent) {
   if (m.opcode == Opcode::kOkReply && m.hb_ttl_ms) {
     // The child's lease may not outlast ours; the time granted is what we
     // wait for before acting on its failure.
@@ -320,6 +322,7 @@ void Replica::SendToChild(LinkId child, Message m) {
     }
   }
   effects_.messages.push_back(Outgoing{Outgoing::Kind::kSend, false, child, 0, std::move(m)});
+  effects_.messages.back().urgent = urgent;
 }
 
 void Replica::SendToParent(Message m) {
@@ -331,7 +334,8 @@ uint64_t Replica::CallParent(Message m, Call c, std::chrono::milliseconds timeou
   const uint64_t id = next_call_++;
   if (c.kind == CallKind::kUpstream) ++upstream_in_flight_;
   calls_.emplace(id, c);
-  effects_.messages.push_back(Outgoing{Outgoing::Kind::kCall, true, 0, id, std::move(m), timeout});
+  const bool urgent = m.opcode == Opcode::kHeartbeat;
+  effects_.messages.push_back(Outgoing{Outgoing::Kind::kCall, true, 0, id, std::move(m), timeout, urgent});
   return id;
 }
 

@@ -309,7 +309,7 @@ class Replica final : private WriterLock::Host, private SyncBarrier::Host {
   void Finish(const Job& j, const Message& reply);
   void Fail(const Job& j, WireStatus st, const std::string& why);
   void CompleteLocalOp(uint64_t op, Status st, Bytes data = {});
-  void SendToChild(LinkId child, Message m);
+  void SendToChild(LinkId child, Message m, bool urgent = false);
   void SendToParent(Message m);
   uint64_t CallParent(Message m, Call c, std::chrono::milliseconds timeout = {});
   Message ReplyFor(uint64_t xid) const;

@@ -46,7 +46,7 @@ Connection::Connection(tcp::socket socket, RequestHandler on_request, CloseHandl
 }
 
 void Connection::CallAsync(Message request, std::chrono::milliseconds timeout,
-                           std::function<void(CallResult)> done) {
+                           std::function<void(CallResult)> done, bool urgent) {
   if (closed_) {
     done(CallResult{Status::IOError("connection to " + peer_ + " is closed"), {}});
     return;
@@ -59,7 +59,7 @@ void Connection::CallAsync(Message request, std::chrono::milliseconds timeout,
                                     std::to_string(timeout.count()) + " ms"});
   deadlines_.emplace(deadline, xid);
   ArmDeadline();
-  Send(request);
+  Send(request, urgent);
 }
 
 // One timer for the link, set for the earliest deadline.
@@ -111,7 +111,7 @@ awaitable<CallResult> Connection::Call(Message request, std::chrono::millisecond
   co_return std::move(*state->result);
 }
 
-void Connection::Send(const Message& m) {
+void Connection::Send(const Message& m, bool urgent) {
   if (closed_) return;
   OutFrame f;
   if (!wire::EncodeAround(m, &f.head, &f.tail)) {
@@ -119,7 +119,7 @@ void Connection::Send(const Message& m) {
     return;
   }
   if (m.data) f.data = *m.data;
-  out_.push_back(std::move(f));
+  (urgent ? urgent_ : out_).push_back(std::move(f));
   if (!writing_) {
     writing_ = true;
     auto self = shared_from_this();
@@ -134,14 +134,15 @@ awaitable<void> Connection::WriteLoop() {
   std::vector<OutFrame> batch;
   std::vector<asio::const_buffer> bufs;
   try {
-    while (!out_.empty() && !closed_) {
-      // Everything queued meanwhile goes in one write.
+    while ((!out_.empty() || !urgent_.empty()) && !closed_) {
+      // Everything queued meanwhile goes in one write, urgent frames first.
       batch.clear();
       bufs.clear();
       size_t bytes = 0;
-      while (!out_.empty() && (batch.empty() || bytes < kMaxWrite)) {
-        batch.push_back(std::move(out_.front()));
-        out_.pop_front();
+      while ((!out_.empty() || !urgent_.empty()) && (batch.empty() || bytes < kMaxWrite)) {
+        auto& from = urgent_.empty() ? out_ : urgent_;
+        batch.push_back(std::move(from.front()));
+        from.pop_front();
         const OutFrame& f = batch.back();
         bytes += f.head.size() + f.data.size() + f.tail.size();
       }
@@ -159,7 +160,7 @@ awaitable<void> Connection::WriteLoop() {
     Close(Status::IOError("write to " + peer_ + " failed: " + e.what()));
   }
   writing_ = false;
-  if (close_when_sent_ && out_.empty()) Close(*close_when_sent_);
+  if (close_when_sent_ && out_.empty() && urgent_.empty()) Close(*close_when_sent_);
 }
 
 awaitable<void> Connection::ReadLoop() {
@@ -261,7 +262,7 @@ void Connection::Dispatch(Message m) {
 
 void Connection::CloseWhenSent(const Status& why, std::chrono::milliseconds grace) {
   if (closed_ || close_when_sent_) return;
-  if (!writing_ && out_.empty()) return Close(why);
+  if (!writing_ && out_.empty() && urgent_.empty()) return Close(why);
   close_when_sent_ = why;
   auto timer = std::make_shared<asio::steady_timer>(socket_.get_executor(), grace);
   timer->async_wait([self = shared_from_this(), timer, why](const boost::system::error_code&) { self->Close(why); });
@@ -278,6 +279,7 @@ void Connection::Close(const Status& why) {
   pending_.clear();
   deadlines_.clear();
   out_.clear();
+  urgent_.clear();
   for (auto& [xid, p] : pending) p.done(CallResult{why, {}});
   if (on_close_) on_close_(shared_from_this(), why);
 }

@@ -77,12 +77,15 @@ class Connection : public std::enable_shared_from_this<Connection> {
   // inline as it is read (so in wire order with requests), and then no more;
   // or once with kTimedOut at the deadline, or kIOError when the connection
   // closes.
-  void CallAsync(Message request, std::chrono::milliseconds timeout, std::function<void(CallResult)> done);
+  void CallAsync(Message request, std::chrono::milliseconds timeout, std::function<void(CallResult)> done,
+                 bool urgent = false);
   // The same, awaited: the final part (or the failure).
   asio::awaitable<CallResult> Call(Message request, std::chrono::milliseconds timeout);
 
   // Queues `m` for sending, in order. Dropped if the connection is closed.
-  void Send(const Message& m);
+  // An urgent message goes ahead of every non-urgent one not yet written
+  // (in order with the other urgent ones).
+  void Send(const Message& m, bool urgent = false);
 
   // Closes the socket and fails every pending call with `why`. Idempotent.
   void Close(const Status& why);
@@ -124,6 +127,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
   bool writing_ = false;
   std::optional<Status> close_when_sent_;
   std::deque<OutFrame> out_;
+  std::deque<OutFrame> urgent_;  // written before out_
   uint64_t next_xid_ = 1;
   std::unordered_map<uint64_t, Pending> pending_;
   std::multimap<Clock::time_point, uint64_t> deadlines_;  // -> xid (stale entries are skipped)

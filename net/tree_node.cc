@@ -305,7 +305,7 @@ void TreeNode::Route(Outgoing o) {
   if (conn && o.to_parent) traffic_.ToParent(o.msg);
   if (conn && !o.to_parent) traffic_.ToChild(o.msg);
   if (o.kind == Outgoing::Kind::kSend) {
-    if (conn) conn->Send(o.msg);
+    if (conn) conn->Send(o.msg, o.urgent);
     return;
   }
   ++(o.to_parent ? calls_to_parent_ : calls_to_children_);
@@ -327,7 +327,7 @@ void TreeNode::Route(Outgoing o) {
     else traffic_.FromChild(r.reply);
     replica_.OnReply(call_id, r.status, r.reply, Now());
     Drain();
-  });
+  }, o.urgent);
 }
 
 void TreeNode::RunStore(StoreOp op) {
