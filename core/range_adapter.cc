@@ -147,13 +147,38 @@ std::vector<Outgoing> RangeAdapter::Merge(std::vector<Outgoing> out, const std::
     bool closed = false;
     bool more = false;
     uint32_t whole = 0;  // a part built whole, of this many blocks
+    // A range call grows only below this block: a message after it (to the
+    // same place) is about this one, and must stay behind what it covers.
+    uint64_t grow_below = UINT64_MAX;
     size_t count() const { return data.size(); }
+    uint64_t next() const { return first + count(); }
   };
   std::vector<Outgoing> result;
   result.reserve(out.size());
   std::vector<std::optional<Group>> groups;  // parallel to result
   std::unordered_map<uint64_t, size_t> last;  // destination -> index in result
+  // Range calls still growing, by destination (newest last). Calls for
+  // different blocks may pass one another, so a range call goes on growing
+  // past messages about other blocks: a run of GETs interleaved with the
+  // releases of the copies they evict becomes two ranges, not 2N calls.
+  std::unordered_map<uint64_t, std::vector<size_t>> growing;
+  constexpr size_t kGrowing = 4;
   const uint32_t limit = max_blocks();
+  // A message about blocks [from, from + n) (n == 0: about no block, or
+  // the link itself) joins the queue to `dest`: no range call to `dest`
+  // may take in those blocks later, as that would move them ahead of it.
+  auto fence = [&](uint64_t dest, uint64_t from, uint64_t n, size_t except) {
+    auto it = growing.find(dest);
+    if (it == growing.end()) return;
+    auto& v = it->second;
+    for (size_t gi : v) {
+      if (gi == except) continue;
+      Group& g = *groups[gi];
+      if (n == 0 || (from <= g.next() && g.next() < from + n)) g.grow_below = g.next();
+      else if (from > g.next()) g.grow_below = std::min(g.grow_below, from);
+    }
+    std::erase_if(v, [&](size_t gi) { return groups[gi]->grow_below <= groups[gi]->next(); });
+  };
 
   auto close = [&](size_t i) {
     if (!groups[i] || groups[i]->closed) return;
@@ -166,7 +191,10 @@ std::vector<Outgoing> RangeAdapter::Merge(std::vector<Outgoing> out, const std::
   };
   auto start = [&](Outgoing&& o, std::optional<Group> g) {
     const uint64_t dest = DestKey(o);
-    if (auto it = last.find(dest); it != last.end()) close(it->second);
+    // A reply part ends where the next message to its place begins; a range
+    // call grows on until fenced (see `fence`).
+    if (auto it = last.find(dest); it != last.end() && groups[it->second] && groups[it->second]->part)
+      close(it->second);
     result.push_back(std::move(o));
     groups.push_back(std::move(g));
     last[dest] = result.size() - 1;
@@ -192,6 +220,7 @@ std::vector<Outgoing> RangeAdapter::Merge(std::vector<Outgoing> out, const std::
       // after its block was answered another way) would end the range before
       // another block's answer came, and that one would be lost.
       const uint32_t covers = o.msg.count ? *o.msg.count : 1;
+      fence(dest, block, covers, SIZE_MAX);
       bool fresh = index + covers <= s.count;
       for (uint32_t k = 0; fresh && k < covers; ++k) fresh = !s.answered[index + k];
       if (!fresh) {
@@ -236,22 +265,39 @@ std::vector<Outgoing> RangeAdapter::Merge(std::vector<Outgoing> out, const std::
     if (MergeableCall(o)) {
       Message shape = Shape(o.msg, false);
       const bool with_data = o.msg.data.has_value();
-      if (open && !open->part && open->count() < limit && *o.msg.block_num == open->first + open->count() &&
-          shape == open->shape && with_data == open->data.front().has_value() &&
-          (!with_data || o.msg.data->size() == block_size_) && o.timeout == result[prev->second].timeout) {
-        open->calls.push_back(o.call_id);
-        absorb(*open, o.msg);
+      const uint64_t block = *o.msg.block_num;
+      auto fits = [&](size_t gi) {
+        const Group& g = *groups[gi];
+        return !g.closed && !g.part && g.count() < limit && block == g.next() && block < g.grow_below &&
+               shape == g.shape && with_data == g.data.front().has_value() &&
+               (!with_data || o.msg.data->size() == block_size_) && o.timeout == result[gi].timeout;
+      };
+      auto& mine = growing[dest];
+      auto into = std::find_if(mine.rbegin(), mine.rend(), fits);
+      if (into != mine.rend()) {
+        const size_t gi = *into;
+        groups[gi]->calls.push_back(o.call_id);
+        absorb(*groups[gi], o.msg);
+        fence(dest, block, 1, gi);
         continue;
       }
       Group g;
       g.shape = std::move(shape);
-      g.first = *o.msg.block_num;
+      g.first = block;
       g.calls.push_back(o.call_id);
       absorb(g, o.msg);
-      if (with_data && o.msg.data->size() != block_size_) g.closed = true;  // never grows
+      const bool grows = !(with_data && o.msg.data->size() != block_size_);
+      if (!grows) g.closed = true;  // never grows
+      fence(dest, block, 1, SIZE_MAX);
       start(std::move(o), std::move(g));
+      if (grows) {
+        auto& v = growing[dest];
+        v.push_back(result.size() - 1);
+        if (v.size() > kGrowing) v.erase(v.begin());
+      }
       continue;
     }
+    fence(dest, o.msg.block_num.value_or(0), o.msg.block_num ? o.msg.blocks() : 0, SIZE_MAX);
     start(std::move(o), std::nullopt);
   }
   for (size_t i = 0; i < result.size(); ++i) close(i);

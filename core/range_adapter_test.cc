@@ -165,6 +165,46 @@ TEST_CASE("ranges out: a message to the same place in between keeps its place") 
   CHECK(merged[1].msg.opcode == Opcode::kOkReply);
 }
 
+TEST_CASE("ranges out: calls interleaved with calls about other blocks still go as ranges") {
+  // What a full cache does: each fetch first releases the copy it evicts.
+  RangeAdapter a(kBs);
+  uint64_t next = 100;
+  std::vector<Outgoing> out;
+  for (uint64_t k = 0; k < 8; ++k) {
+    out.push_back(Call(2 * k, 1000 + k, IoOp::kLock, WirePerm::kNone));  // release of block 1000 + k
+    out.push_back(Call(2 * k + 1, 10 + k));                            // GET of block 10 + k
+  }
+  std::vector<Outgoing> merged = a.Merge(std::move(out), [&] { return next++; });
+  REQUIRE(merged.size() == 2);
+  CHECK(*merged[0].msg.io_op == IoOp::kLock);
+  CHECK(*merged[0].msg.block_num == 1000);
+  CHECK(merged[0].msg.blocks() == 8);
+  CHECK(*merged[1].msg.io_op == IoOp::kGet);
+  CHECK(*merged[1].msg.block_num == 10);
+  CHECK(merged[1].msg.blocks() == 8);
+}
+
+TEST_CASE("ranges out: a range never takes in a block that a message after it is about") {
+  RangeAdapter a(kBs);
+  uint64_t next = 100;
+  // GET 5, then a release of block 6, then GET 6: the GET of 6 must stay
+  // behind the release of 6 (same block), so the first range stops at 5.
+  std::vector<Outgoing> merged = a.Merge(
+      {Call(1, 5), Call(2, 6, IoOp::kLock, WirePerm::kNone), Call(3, 6), Call(4, 7)}, [&] { return next++; });
+  REQUIRE(merged.size() == 3);
+  CHECK(*merged[0].msg.block_num == 5);
+  CHECK(merged[0].msg.blocks() == 1);
+  CHECK(*merged[1].msg.io_op == IoOp::kLock);
+  CHECK(*merged[2].msg.block_num == 6);  // GET 6 and 7, after the release
+  CHECK(merged[2].msg.blocks() == 2);
+  // A message about a block further on stops the range short of it.
+  merged = a.Merge({Call(5, 20), Call(6, 23, IoOp::kLock, WirePerm::kNone), Call(7, 21), Call(8, 22), Call(9, 23)},
+                   [&] { return next++; });
+  REQUIRE(merged.size() == 3);
+  CHECK(merged[0].msg.blocks() == 3);  // 20..22
+  CHECK(*merged[2].msg.block_num == 23);
+}
+
 TEST_CASE("ranges in: the last answer, in another shape, ends the range; the part before it does not") {
   RangeAdapter a(kBs);
   std::vector<Message> one = a.Split(false, 3, RangeRequest(IoOp::kFlush, 77, 8, 3));
