@@ -16,7 +16,10 @@
 // Order: every incoming frame is handed over in the order it arrived, a
 // reply (to CallAsync's callback) exactly like a request (to the handler).
 // The tree protocol depends on it: a grant followed by an INVALIDATE must
-// be seen in that order.
+// be seen in that order. Frames are sent in the order queued, except that
+// urgent ones (HEARTBEATs and their answers, which say nothing about any
+// block) go ahead of those not yet written: a lease's renewal must not wait
+// behind megabytes of block data.
 //
 // Cost: frames queued while a write is under way go out together in one
 // gathered write; block data is never copied into a frame (it is sent from
