@@ -29,7 +29,11 @@ ext4_roundtrip() {
     check "a cache smaller than the data evicted blocks ($evictions)" [ "$evictions" -gt 0 ]
     check "evicted dirty blocks were written to the store" [ "$(stat_of "$mp" volumes.vol.store_writes)" -gt 0 ]
   else
-    check "a cache larger than the data evicted nothing ($evictions)" [ "$evictions" = 0 ]
+    # Set-associative: a set whose 8 ways are taken evicts even when the
+    # cache as a whole has room (ext4 puts metadata at strides that share a
+    # set now and then), so "nothing" is "next to nothing".
+    check "a cache larger than the data evicted next to nothing ($evictions of $misses)" \
+      [ $((evictions * 100)) -le "$misses" ]
   fi
   check "vshare umount succeeds" stop_node "$mp"
   check "the backing image passes e2fsck -fn after unmount" e2fsck -fn "$img"
