@@ -30,16 +30,13 @@ class Bytes {
   }
   static Bytes Copy(std::span<const uint8_t> s) { return Bytes(std::vector<uint8_t>(s.begin(), s.end())); }
   // A new buffer of `n` bytes, not cleared: *writable is for filling it
-  // (all of it) before the Bytes is shared with another thread.
-  static Bytes Allocate(size_t n, uint8_t** writable) {
-    std::shared_ptr<uint8_t[]> buf(new uint8_t[n ? n : 1]);
-    Bytes b;
-    b.p_ = buf.get();
-    b.n_ = n;
-    *writable = buf.get();
-    b.owner_ = std::move(buf);
-    return b;
-  }
+  // (all of it) before the Bytes is shared with another thread. Large
+  // buffers (range answers, wire copies: a MiB or more each, made and
+  // freed all the time) come from a small pool of reused ones, which
+  // spares malloc the work of splitting and merging big free chunks.
+  static Bytes Allocate(size_t n, uint8_t** writable);
+  // Bytes of large buffers waiting in the pool for reuse (at most 16 MiB).
+  static size_t PooledBytes();
   // `n` zero bytes from one buffer shared by every caller (up to 16 MiB,
   // made on first use; larger ones are allocated): free to make, for
   // tables that keep no bytes (simulations).
