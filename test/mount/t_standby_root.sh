@@ -43,10 +43,13 @@ loop_mount "$WORK/leaf/vol.img" "$WORK/fs" || { check "loop mount on the leaf" f
 mount -o remount,commit=600 "$WORK/fs"
 mkdir -p "$WORK/fs/before" "$WORK/fs/after"
 for i in $(seq 1 8); do head -c $((100000 + i * 7919)) /dev/urandom >"$WORK/fs/before/f$i"; done
+head -c $((256 << 10)) /dev/urandom >"$WORK/fs/before/direct"
 check "the first files are synced" sync -f "$WORK/fs/before/f1"
 # O_DIRECT file data goes past the page caches into the leaf, which holds
 # it dirty (no flush interval): only the leaf has it when the root dies.
-dd if=/dev/urandom of="$WORK/fs/before/direct" bs=64K count=4 oflag=direct status=none
+# It overwrites blocks the file already has, so ext4 has no metadata to
+# commit (a commit would flush the loop device, and the leaf with it).
+dd if=/dev/urandom of="$WORK/fs/before/direct" bs=64K count=4 oflag=direct conv=notrunc status=none
 check "the leaf holds writes no root has" [ "$(stat_of "$WORK/leaf" volumes.vol.dirty_blocks)" -gt 0 ]
 
 apid=${NODE_PID[$WORK/a]}
