@@ -172,10 +172,12 @@ JOBS = {
 }
 
 
-def fio(path, job, runtime=None, size=None, offset=0, direct=True, tag=""):
+def fio(path, job, runtime=None, size=None, offset=0, direct=True, tag="", depth=None):
     """One fio job; returns IOPS (4k jobs) or MiB/s (1M jobs). runtime=None: one pass over `size`."""
     args = ["fio", "--name=" + job, "--filename=" + path, "--ioengine=libaio", f"--direct={1 if direct else 0}",
             "--group_reporting", "--output-format=json", "--fallocate=none", "--invalidate=0"] + JOBS[job]
+    if depth:
+        args.append(f"--iodepth={depth}")  # the later of two --iodepth options wins
     if size:
         args.append(f"--size={size}")
     if offset:

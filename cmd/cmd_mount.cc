@@ -102,6 +102,7 @@ int Mount(const Args& args) {
       ("kernel-cache", "keep the image's pages in the kernel's page cache too (coherent: dropped before they go stale); the block size must be the page size")
       ("flush-interval", po::value<double>()->default_value(5.0), "seconds between background write-backs (0: only on fsync, flush and unmount)")
       ("threads", po::value<unsigned>()->default_value(16), "maximum FUSE worker threads")
+      ("max-background", po::value<unsigned>()->default_value(64), "asynchronous requests (libaio, read-ahead) the kernel keeps in flight to vshare at once")
       ("foreground,f", "stay in the foreground and log to stderr")
       ("log-file", po::value<std::string>(), "append log lines to this file (default: stderr in the foreground, syslog otherwise)")
       ("verbose,v", "log debug lines too")
@@ -194,6 +195,8 @@ int Mount(const Args& args) {
   if (!(flush_interval >= 0) || flush_interval > 86400) return UsageError(sub, "--flush-interval must be from 0 to 86400 seconds");
   const unsigned threads = cl.Get<unsigned>("threads");
   if (threads == 0 || threads > 256) return UsageError(sub, "--threads must be from 1 to 256");
+  const unsigned background = cl.Get<unsigned>("max-background");
+  if (background == 0 || background > 65535) return UsageError(sub, "--max-background must be from 1 to 65535");
 
   MountOptions opts;
   opts.mountpoint = mp;
@@ -201,6 +204,7 @@ int Mount(const Args& args) {
   opts.foreground = cl.Has("foreground") || opts.fuse_debug;
   opts.flush_interval_s = flush_interval;
   opts.max_threads = threads;
+  opts.max_background = background;
   opts.kernel_cache = cl.Has("kernel-cache");
   SetLogVerbose(cl.Has("verbose"));
   if (cl.Has("log-file")) {

@@ -437,7 +437,8 @@ int Umount(const Args& args) {
   // Write everything back while the node is still mounted, so a failure
   // leaves it mounted with its dirty data rather than losing that data.
   if (int r = SendControl(sub, mp, R"({"cmd":"flush"})"); r != 0) {
-    std::cerr << "vshare umount: not unmounting " << mp << ": dirty blocks could not be written\n";
+    std::cerr << "vshare umount: not unmounting " << mp
+              << ": the flush did not complete, so what was written here may not be safe yet (the node keeps it)\n";
     return r;
   }
   int unmounted = umount2(mp.c_str(), 0);

@@ -5,6 +5,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cerrno>
 #include <condition_variable>
@@ -151,9 +152,12 @@ void Guard(fuse_req_t req, const char* op, F&& body) {
   }
 }
 
-void OpInit(void*, fuse_conn_info* conn) {
+void OpInit(void* userdata, fuse_conn_info* conn) {
   conn->max_write = kMaxIo;
   conn->max_readahead = kMaxIo;
+  const unsigned background = static_cast<ImageFs*>(userdata)->opts().max_background;
+  conn->max_background = background;
+  conn->congestion_threshold = std::max(1u, background * 3 / 4);
   // Never hold writes in the kernel where vshare cannot see or recall them.
   conn->want &= ~FUSE_CAP_WRITEBACK_CACHE;
   // Pages go only when vshare says so, not on a changed mtime.
@@ -417,8 +421,12 @@ int FinalFlush(Node& node) {
   if (dirty > 0) LogInfo("shutdown: writing " + std::to_string(dirty) + " dirty blocks to the store");
   Status st = node.FlushAll();
   if (!st.ok()) {
-    LogError("shutdown: flush failed, " + std::to_string(node.DirtyBlocks()) +
-             " blocks were not written: " + st.ToString());
+    const uint64_t left = node.DirtyBlocks();
+    // With nothing dirty here, what failed is the sync through the tree:
+    // blocks sent up earlier may not have reached the root's disk yet.
+    LogError(left ? "shutdown: flush failed, " + std::to_string(left) + " dirty blocks were not written: " + st.ToString()
+                  : "shutdown: no dirty blocks are left here, but the root did not confirm that its store is synced: " +
+                        st.ToString());
     return 1;
   }
   LogInfo("shutdown: all blocks written and synced");

@@ -30,6 +30,10 @@ struct MountOptions {
   bool foreground = false;     // stay in the foreground (else daemonise after mounting)
   bool fuse_debug = false;     // libfuse request tracing to stderr
   unsigned max_threads = 16;   // FUSE worker threads
+  // Requests the kernel keeps in flight to us at once for asynchronous I/O
+  // (libaio, read-ahead): libfuse's default of 12 caps a QD16 reader. The
+  // kernel starts throttling submitters at 3/4 of it.
+  unsigned max_background = 64;
   double flush_interval_s = 5; // background write-back period; 0 turns it off
   std::string log_file;        // where a daemon logs; empty means syslog
   // --kernel-cache: image files keep their pages in the kernel (no direct

@@ -215,6 +215,7 @@ asio::awaitable<void> TreeNode::TickLoop() {
     boost::system::error_code ec;
     co_await t.async_wait(asio::redirect_error(asio::use_awaitable, ec));
     if (stopped_) break;
+    if (opts_.on_tick) opts_.on_tick();
     replica_.Tick(Now());
     if (role_) ApplyRole(Now());
     Drain();

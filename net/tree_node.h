@@ -26,6 +26,7 @@
 #include <boost/asio.hpp>
 #include <chrono>
 #include <condition_variable>
+#include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -56,6 +57,10 @@ struct TreeNodeOptions {
   std::string peer;
   bool standby = false;
   unsigned store_threads = 4;  // the root's store I/O pool
+  // Tests only: called on the I/O thread at every tick, before the engine's.
+  // A throw from it stands for a fault in the tick loop, which must start
+  // again rather than end the node's heartbeats.
+  std::function<void()> on_tick;
 };
 
 class TreeNode final : public ControlPath {

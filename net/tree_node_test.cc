@@ -5,6 +5,7 @@
 #include <atomic>
 #include <cstring>
 #include <random>
+#include <stdexcept>
 #include <thread>
 
 #include "core/fault_store.h"
@@ -181,6 +182,29 @@ TEST_CASE("a write that timed out is not applied later") {
   REQUIRE(root.Read(4, &got).ok());
   CHECK(got == std::vector<uint8_t>(kBs, 0));
   CHECK(leaf.tree->status().local_timeouts == 1);
+}
+
+TEST_CASE("a throw in the tick loop starts the loop again: heartbeats go on and the lease holds") {
+  MemStore store(16 * kBs, kBs);
+  ReplicaConfig rc = Cfg(1, 1, 16);
+  rc.hb_ttl_ms = 1000;  // a lease of 1 s: without heartbeats it lapses well within the test
+  Node root(TreeNodeOptions{"127.0.0.1:0", "", {}, 2000ms}, rc, std::make_unique<FaultStore>(&store));
+  REQUIRE(root.Start().ok());
+  std::atomic<int> ticks{0};
+  TreeNodeOptions lo{"", Addr(root.tree->port()), {}, 2000ms};
+  lo.on_tick = [&ticks] {
+    if (++ticks == 5) throw std::runtime_error("injected fault");
+  };
+  Node leaf(std::move(lo), Cfg(0, 2, 16));
+  REQUIRE(leaf.Start().ok());
+  std::vector<uint8_t> got;
+  REQUIRE(leaf.Read(3, &got).ok());
+  std::this_thread::sleep_for(3000ms);  // three leases
+  CHECK(ticks > 20);                    // the loop ran on after the throw
+  // The root heard the leaf's heartbeats all along: it never declared it failed.
+  const TreeStatus s = root.tree->status();
+  CHECK(s.replica.failed_children == 0);
+  CHECK(s.children == 1);
 }
 
 TEST_CASE("threads on two leaves and the root race on a few blocks: the history is linearizable") {

@@ -44,6 +44,9 @@ ls -l "$work/child"
 step "mkfs.ext4 -q $work/child/demo.img && mount -o loop $work/child/demo.img $work/fs-child"
 mkfs.ext4 -q -F "$work/child/demo.img"
 mount -o loop "$work/child/demo.img" "$work/fs-child"
+step "losetup --direct-io=on \$(findmnt -no SOURCE $work/fs-child)    # the loop device passes I/O straight on"
+losetup --direct-io=on "$(findmnt -no SOURCE "$work/fs-child")"
+losetup -l -O NAME,DIO,BACK-FILE "$(findmnt -no SOURCE "$work/fs-child")"
 
 step "write 50 files of random data and a copy of /usr/share/common-licenses, on the child"
 for i in $(seq 50); do head -c $((RANDOM * 4)) /dev/urandom >"$work/fs-child/random$i"; done
