@@ -145,6 +145,37 @@ TEST_CASE("Example One: a read through a proxy that connects upward and remaps t
   CHECK(t.net.replica("A").GrantOf(7, 2) == Perm::kRead);  // C is A's link 2
 }
 
+TEST_CASE("a read of a block being read ahead rides on that fetch: one request up, the read gets the bytes") {
+  Fig7 t;
+  t.Join("E");
+  t.net.TakeLog();
+  const uint64_t op = t.net.Act("E", [](Replica& r, Time now) {
+    r.PrefetchLocal(7, now);
+    return r.ReadLocal(7, now);
+  });
+  t.net.Run();
+  REQUIRE(t.net.done("E").count(op));
+  CHECK(t.net.done("E")[op].ok());
+  CHECK(t.net.reads("E")[op] == Fill('o'));
+  CHECK(t.net.TakeLog() == Log{
+      "E->C IO_REQUEST/GET vol=26924852 block=7 perm=READ",
+      "C->A IO_REQUEST/GET vol=32002 block=7 perm=READ",
+      "A->C OK_REPLY vol=32002 block=7 perm=READ ttl=1200000 hb_ttl=30000 data",
+      "C->E OK_REPLY vol=26924852 block=7 perm=READ ttl=1198000 hb_ttl=28000 data",
+  });
+  // A rider whose caller gave up is not reported; the fetched copy stays.
+  const uint64_t gone = t.net.Act("E", [](Replica& r, Time now) {
+    r.PrefetchLocal(8, now);
+    const uint64_t id = r.ReadLocal(8, now);
+    r.CancelLocal(id, now);
+    return id;
+  });
+  t.net.Run();
+  CHECK(t.net.done("E").count(gone) == 0);
+  CHECK(CopyAt(t.net, "E", 8) == std::vector<uint8_t>(kBs, 0));
+  CHECK(t.net.replica("E").HeldAt(8, t.net.now()) == Perm::kRead);
+}
+
 TEST_CASE("Example Two: the proxy serves the second child from its copy, with the TTL it has left") {
   Fig7 t;
   t.Join("E");
