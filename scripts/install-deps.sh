@@ -9,7 +9,7 @@ PACKAGES=(
   libfuse3-dev fuse3
   libboost1.81-dev libboost-program-options1.81-dev
   nlohmann-json3-dev doctest-dev libssl-dev
-  e2fsprogs util-linux iproute2 python3 fio bc
+  e2fsprogs util-linux iproute2 python3 fio bc gdb
   clang libclang-rt-14-dev
 )
 

@@ -137,6 +137,19 @@ start_node() {
   fi
 }
 
+# Every thread's stack of a process that should have exited: with gdb when
+# it is installed, else what /proc tells (each thread's name and wait channel).
+dump_threads() {
+  local pid=$1 t
+  if command -v gdb >/dev/null 2>&1; then
+    timeout 30 gdb -batch -p "$pid" -ex "thread apply all bt" 2>/dev/null | grep -E '^(Thread|#)' | head -300
+  else
+    for t in /proc/"$pid"/task/*; do
+      echo "  thread ${t##*/} $(cat "$t/comm" 2>/dev/null): $(cat "$t/wchan" 2>/dev/null)"
+    done
+  fi
+}
+
 # Unmounts through vshare umount (which writes back first) and waits for the
 # node's process to exit. Fails if either vshare umount or the node itself
 # exits non-zero (a sanitizer report in the node ends it non-zero).
@@ -146,7 +159,11 @@ stop_node() {
   rc=$?
   local pid=${NODE_PID[$mp]:-}
   if [ -n "$pid" ]; then
-    wait_for "! kill -0 $pid 2>/dev/null" 30 || echo "node $pid did not exit"
+    if ! wait_for "! kill -0 $pid 2>/dev/null" 30; then
+      echo "node $pid did not exit; where its threads are:"
+      dump_threads "$pid"
+      kill -KILL "$pid" 2>/dev/null  # so that the wait below ends, and the test fails here
+    fi
     wait "$pid" 2>/dev/null
     node_rc=$?
     unset "NODE_PID[$mp]"
