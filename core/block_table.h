@@ -226,7 +226,6 @@ class BlockTable {
   void ResetCounters();
   void CountMisses(uint64_t n) { misses_.fetch_add(n, std::memory_order_relaxed); }
   void CountReadahead(uint64_t n) { readahead_blocks_.fetch_add(n, std::memory_order_relaxed); }
-  void CountReadaheadHit() { readahead_hits_.fetch_add(1, std::memory_order_relaxed); }
   // A block left to make room for another (evicted through the protocol).
   void CountEviction() { evictions_.fetch_add(1, std::memory_order_relaxed); }
 

@@ -418,7 +418,6 @@ uint64_t Replica::ReadLocal(uint64_t block, Time now) {
       g->local = GrantJob::Local::kRead;
       head.local_op = op;
       local_ops_[op] = block;
-      table_->CountReadaheadHit();  // its first read, as a fast-path hit on it would be
       return op;
     }
   }
