@@ -408,19 +408,6 @@ uint64_t Replica::StartLocal(uint64_t block, Perm want, Time now) {
 uint64_t Replica::ReadLocal(uint64_t block, Time now) {
   now_ = now;
   const uint64_t op = next_local_++;
-  // A read of a block that is being read ahead rides on that fetch: the
-  // read-ahead's job becomes the read, and the block costs one job, not
-  // two. (Both obtain READ alike; only what happens at the grant differs.)
-  if (auto it = runs_.find(block); it != runs_.end() && it->second.jobs.size() == 1) {
-    Job& head = it->second.jobs.front();
-    GrantJob* g = head.as<GrantJob>();
-    if (g && g->local == GrantJob::Local::kPrefetch && head.from == kLocal && !head.cancelled) {
-      g->local = GrantJob::Local::kRead;
-      head.local_op = op;
-      local_ops_[op] = block;
-      return op;
-    }
-  }
   Job j = LocalJob(op);
   GrantJob g;
   g.local = GrantJob::Local::kRead;

@@ -145,7 +145,7 @@ TEST_CASE("Example One: a read through a proxy that connects upward and remaps t
   CHECK(t.net.replica("A").GrantOf(7, 2) == Perm::kRead);  // C is A's link 2
 }
 
-TEST_CASE("a read of a block being read ahead rides on that fetch: one request up, the read gets the bytes") {
+TEST_CASE("a read of a block being read ahead waits for that fetch: one request up, the read gets the bytes") {
   Fig7 t;
   t.Join("E");
   t.net.TakeLog();
@@ -163,7 +163,7 @@ TEST_CASE("a read of a block being read ahead rides on that fetch: one request u
       "A->C OK_REPLY vol=32002 block=7 perm=READ ttl=1200000 hb_ttl=30000 data",
       "C->E OK_REPLY vol=26924852 block=7 perm=READ ttl=1198000 hb_ttl=28000 data",
   });
-  // A rider whose caller gave up is not reported; the fetched copy stays.
+  // A read whose caller gave up is not reported; the fetched copy stays.
   const uint64_t gone = t.net.Act("E", [](Replica& r, Time now) {
     r.PrefetchLocal(8, now);
     const uint64_t id = r.ReadLocal(8, now);
