@@ -15,20 +15,36 @@ bool Replica::DurableIfForced(uint64_t block, Job& j) {
   return false;
 }
 
+// The answer to a child's FLUSH names the permission it keeps: what our
+// records give it now. A recall may have cut its grant while the FLUSH was
+// on its way here or further up, and a child that kept what it asked for
+// would go on writing under a WRITE nobody counts, its bytes then dropped
+// by the next FLUSH as stale.
+Message Replica::FlushAnswer(uint64_t block, const Job& j, const FlushJob& f) const {
+  Message r = ReplyFor(j.reply_xid);
+  if (f.own || j.from == kLocal) return r;
+  // (Unsaid when it is what the child asked to keep, as in 001's Example Four.)
+  if (const Perm now = GrantOf(block, j.from); now != f.keep) r.permissions = ToWire(now);
+  return r;
+}
+
 bool Replica::AdvanceFlush(uint64_t block, Job& j, FlushJob& f, Time now) {
   if (f.stage == FlushJob::Stage::kStart) {
     if (!f.own && GrantOf(block, j.from) != Perm::kWrite) {
       // The sender's WRITE was already recalled, and its data came back with
-      // the recall; this older copy must not overwrite what followed.
-      Message r = ReplyFor(j.reply_xid);
-      r.permissions = WirePerm::kNone;
-      Finish(j, r);
+      // the recall; this older copy must not overwrite what followed. The
+      // answer says what the recall left it.
+      Finish(j, FlushAnswer(block, j, f));
       return true;
     }
     if (f.own) {
       // Nothing newer here than upstream any more (a recall took it up
       // since the flush was asked for): done.
       if (!IsDirty(block)) {
+        if (j.from == kLocal && (j.flags & msg_flags::kForceSync)) {
+          DurableByBarrier(j.local_op);
+          return true;
+        }
         Finish(j, ReplyFor(j.reply_xid));
         return true;
       }
@@ -82,7 +98,7 @@ bool Replica::AdvanceFlush(uint64_t block, Job& j, FlushJob& f, Time now) {
       Fail(j, WireStatus::kBusy, "cannot store block " + std::to_string(block) + ": " + j.store_error.message());
       return true;
     }
-    Finish(j, ReplyFor(j.reply_xid));
+    Finish(j, FlushAnswer(block, j, f));
     return true;
   }
   // kSent.
@@ -114,7 +130,7 @@ bool Replica::AdvanceFlush(uint64_t block, Job& j, FlushJob& f, Time now) {
     BlockTable::Locked set = table_->Lock(block);
     if (BlockTable::Slot* s = set.Find(block)) set.MarkCleanIf(s, f.writes);
   }
-  Finish(j, ReplyFor(j.reply_xid));
+  Finish(j, FlushAnswer(block, j, f));
   return true;
 }
 

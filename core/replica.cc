@@ -286,8 +286,19 @@ void Replica::HandleReply(uint64_t call_id, const Status& st, const Message& rep
 
 // ---- Answers and messages ----
 
+void Replica::DurableByBarrier(uint64_t op) {
+  const uint64_t barrier = next_local_++;
+  barrier_for_.emplace(barrier, op);
+  sync_.Start(kLocal, 0, barrier);
+}
+
 void Replica::CompleteLocalOp(uint64_t op, Status st, Bytes data) {
   if (op == 0) return;
+  if (auto it = barrier_for_.find(op); it != barrier_for_.end()) {
+    const uint64_t flush = it->second;
+    barrier_for_.erase(it);
+    return CompleteLocalOp(flush, std::move(st));
+  }
   local_ops_.erase(op);
   if (sync_.OnBlockDone(op, st)) return;
   effects_.done.push_back({op, std::move(st), std::move(data)});
@@ -472,7 +483,8 @@ uint64_t Replica::FlushLocal(uint64_t block, Perm keep, Time now, bool durable) 
   now_ = now;
   const uint64_t op = next_local_++;
   if (!IsDirty(block)) {  // nothing newer here than upstream
-    CompleteLocalOp(op, Status::Ok());
+    if (durable) DurableByBarrier(op);
+    else CompleteLocalOp(op, Status::Ok());
     AfterEvent();
     return op;
   }

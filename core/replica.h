@@ -309,6 +309,10 @@ class Replica final : private WriterLock::Host, private SyncBarrier::Host {
   void Finish(const Job& j, const Message& reply);
   void Fail(const Job& j, WireStatus st, const std::string& why);
   void CompleteLocalOp(uint64_t op, Status st, Bytes data = {});
+  // A durable flush of a block that is no longer dirty here: its bytes
+  // left with a recall, and may sit dirty in an ancestor, or unsynced at
+  // the root. It completes with a sync barrier, which takes them there.
+  void DurableByBarrier(uint64_t op);
   void SendToChild(LinkId child, Message m, bool urgent = false);
   void SendToParent(Message m);
   uint64_t CallParent(Message m, Call c, std::chrono::milliseconds timeout = {});
@@ -397,6 +401,7 @@ class Replica final : private WriterLock::Host, private SyncBarrier::Host {
   // ---- put.cc, flush.cc, forward.cc, drop.cc ----
   bool AdvancePut(uint64_t block, Job& j, PutJob& p, Time now);
   bool AdvanceFlush(uint64_t block, Job& j, FlushJob& f, Time now);
+  Message FlushAnswer(uint64_t block, const Job& j, const FlushJob& f) const;
   bool AdvanceStoreForward(uint64_t block, Job& j, StoreForwardJob& s, Time now);
   bool AdvanceForward(uint64_t block, Job& j, ForwardJob& f, Time now);
   bool AdvanceDrop(uint64_t block, Job& j, DropJob& d, Time now);
@@ -542,6 +547,7 @@ class Replica final : private WriterLock::Host, private SyncBarrier::Host {
   uint64_t kernel_full_drops_ = 0;  // the lease is running out unrenewed: local access waits
   std::unordered_map<uint32_t, std::vector<uint64_t>> set_waiters_;  // set -> blocks waiting for room
   std::unordered_map<uint64_t, uint64_t> local_ops_;  // local op -> its block (for CancelLocal)
+  std::unordered_map<uint64_t, uint64_t> barrier_for_;  // a barrier's op -> the durable flush it completes
   // Blocks whose latest bytes this node sent to its parent alone (semi-sync)
   // and must pass further up before dropping its copy. Each is in the table.
   std::unordered_set<uint64_t> forwarded_;

@@ -86,6 +86,7 @@ void SimNet::Collect(const std::string& name) {
       dropped.push_back(d.token);
     }
   for (uint64_t t : dropped) n.replica->PagesDropped(t, now_);
+  if (e.drop_parent) n.parent_dropped = true;
   if (e.drop_parent && !n.parent.empty() && !nodes_.at(n.parent).down &&
       nodes_.at(n.parent).children.count(n.link_at_parent)) {
     nodes_.at(n.parent).replica->OnChildGone(n.link_at_parent, now_);
@@ -126,14 +127,20 @@ void SimNet::Deliver(const Delivery& d) {
 void SimNet::SetDown(const std::string& name, bool down) {
   SimNode& n = node(name);
   n.down = down;
-  if (!down && n.link_lost) Reconnect(name);
+  if (down) return;
+  for (uint64_t call : std::exchange(n.calls_failed, {}))
+    n.replica->OnReply(call, Status::IOError("link closed (simulated)"), {}, now_);
+  for (LinkId link : std::exchange(n.children_gone, {})) n.replica->OnChildGone(link, now_);
+  Collect(name);
+  if (n.link_lost) Reconnect(name);
 }
 
 void SimNet::MoveTo(const std::string& child, const std::string& new_parent) {
   SimNode& c = node(child);
   SimNode& old = node(c.parent);
-  if (!old.down && old.children.count(c.link_at_parent)) {
-    old.replica->OnChildGone(c.link_at_parent, now_);
+  if (old.children.count(c.link_at_parent)) {
+    if (old.down) old.children_gone.push_back(c.link_at_parent);
+    else old.replica->OnChildGone(c.link_at_parent, now_);
     CloseLink(c.parent, child, /*reconnect=*/false);
   }
   c.parent = new_parent;
@@ -160,7 +167,8 @@ void SimNet::CloseLink(const std::string& parent, const std::string& child, bool
     const uint64_t call = calls_.at(key).call_id;
     calls_.erase(key);
     SimNode& caller = node(key.first);
-    if (!caller.down) caller.replica->OnReply(call, Status::IOError("link closed (simulated)"), {}, now_);
+    if (caller.down) caller.calls_failed.push_back(call);
+    else caller.replica->OnReply(call, Status::IOError("link closed (simulated)"), {}, now_);
   }
   c.link_lost = reconnect;
   if (reconnect && !c.down) Reconnect(child);

@@ -65,10 +65,16 @@ class SimNet {
   // The node dies (SIGKILL): its links close at once, so its parent and
   // children see them go; it never comes back.
   void Kill(const std::string& name);
-  // The node's link to its parent closes (if the parent still runs) and it
-  // joins `new_parent` instead (reparenting).
+  // The node's link to its parent closes and it joins `new_parent` instead
+  // (reparenting). A stopped parent finds the link closed when it runs again.
   void MoveTo(const std::string& child, const std::string& new_parent);
   Time now() const { return now_; }
+  const std::string& parent_of(const std::string& name) { return node(name).parent; }
+  // Whether the node's engine has given up on its parent (drop_parent)
+  // since the last call. A running parent has the link closed at once and
+  // the node joins it again; a stopped one keeps it, and a caller that
+  // models reparenting moves the node (MoveTo).
+  bool TakeParentDropped(const std::string& name) { return std::exchange(node(name).parent_dropped, false); }
 
   std::vector<std::string> TakeLog() { return std::exchange(log_, {}); }
   // Set false to keep no log at all, and no bytes of reads (large
@@ -106,6 +112,11 @@ class SimNet {
     std::map<uint64_t, std::vector<uint8_t>> reads;
     bool down = false;
     bool link_lost = false;  // the parent closed our link while we were down
+    // While it was down: links to children that closed, and calls of its
+    // that failed with them. It learns of both when it runs again.
+    std::vector<LinkId> children_gone;
+    std::vector<uint64_t> calls_failed;
+    bool parent_dropped = false;  // its engine gave up on its parent (see TakeParentDropped)
     uint64_t delivered = 0, data_in = 0;
   };
   struct PendingCall {
