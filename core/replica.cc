@@ -294,7 +294,7 @@ void Replica::DurableByBarrier(uint64_t op) {
 
 void Replica::CompleteLocalOp(uint64_t op, Status st, Bytes data) {
   if (op == 0) return;
-  if (auto it = barrier_for_.find(op); it != barrier_for_.end()) {
+  if (auto it = barrier_for_.empty() ? barrier_for_.end() : barrier_for_.find(op); it != barrier_for_.end()) {
     const uint64_t flush = it->second;
     barrier_for_.erase(it);
     return CompleteLocalOp(flush, std::move(st));
@@ -482,9 +482,8 @@ uint64_t Replica::SyncLocal(Time now) {
 uint64_t Replica::FlushLocal(uint64_t block, Perm keep, Time now, bool durable) {
   now_ = now;
   const uint64_t op = next_local_++;
-  if (!IsDirty(block)) {  // nothing newer here than upstream
-    if (durable) DurableByBarrier(op);
-    else CompleteLocalOp(op, Status::Ok());
+  if (!IsDirty(block) && !durable) {  // nothing newer here than upstream
+    CompleteLocalOp(op, Status::Ok());
     AfterEvent();
     return op;
   }

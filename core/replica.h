@@ -168,7 +168,9 @@ class Replica final : private WriterLock::Host, private SyncBarrier::Host {
   uint64_t SyncLocal(Time now);
   // Send the block's data to the root, keeping `keep` (Example Four). With
   // `durable` (a sync write), the root answers once its store has it for
-  // good. Done at once when this node holds nothing dirty for the block.
+  // good. Done at once when this node holds nothing dirty for the block;
+  // with `durable`, once a sync barrier has taken to a synced root whatever
+  // a recall moved out of here (DurableByBarrier).
   uint64_t FlushLocal(uint64_t block, Perm keep, Time now, bool durable = false);
   // Semi-sync: send the block's data to the parent only (FORWARD with
   // DATA), keeping WRITE. It completes when the parent holds the bytes;

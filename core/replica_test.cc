@@ -858,8 +858,9 @@ TEST_CASE("under faults, with fast-path hits and sync writes, histories stay lin
   // Known gap (doc/failover.md): a recall that takes a sync writer's bytes
   // before its FLUSH has made them durable leaves them in the proxy alone;
   // if the proxy dies then, they are lost although a reader may have seen
-  // them. Seeds 1 to 8 show 2 such histories among 64 with faults.
-  CHECK(fault_violations <= 2);
+  // them. Seeds 1 to 8 show 1 such history among 64 with faults (6 when a
+  // durable flush of a recalled block completes without a sync barrier).
+  CHECK(fault_violations <= 1);
   CHECK(violations == 0);
   CHECK(failed_ops == 0);
   CHECK(checked >= 8 * kHistories * 4 * kOpsPerWorker * 9 / 10);
