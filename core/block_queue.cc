@@ -400,7 +400,7 @@ void Replica::StoreRequest(StoreOp::Kind kind, uint64_t block, StoreWait wait, B
   if (!effects_.store.empty() && kind != StoreOp::Kind::kSync) {
     StoreOp& last = effects_.store.back();
     StoreWait& lw = store_waits_.at(last.id);
-    if (last.kind == kind && last.first + last.count == block && lw.sequence == wait.sequence &&
+    if (last.kind == kind && last.first + last.count == block && lw.sequence == wait.sequence && lw.fill == wait.fill &&
         uint64_t{last.count + 1} * block_size() <= RangeAdapter::kMaxRangeBytes) {
       ++last.count;
       ++lw.count;
@@ -433,14 +433,16 @@ void Replica::StoreRequest(StoreOp::Kind kind, uint64_t block, StoreWait wait, B
   effects_.store.push_back(std::move(op));
 }
 
-void Replica::FillFromStore(uint64_t block) {
+void Replica::FillFromStore(uint64_t block, uint64_t fill) {
   {
     BlockTable::Locked set = table_->Lock(block);
     BlockTable::Slot* s = set.Find(block);
     if (!s) return;
     s->busy = true;  // the fast path stays out while the store fills it
   }
-  StoreRequest(StoreOp::Kind::kRead, block, StoreWait{StoreWait::Kind::kFill});
+  StoreWait wait{StoreWait::Kind::kFill};
+  wait.fill = fill;
+  StoreRequest(StoreOp::Kind::kRead, block, std::move(wait));
 }
 
 size_t Replica::WriteBack(const std::vector<uint64_t>& blocks, uint64_t sequence) {
@@ -562,6 +564,7 @@ void Replica::StoreDone(uint64_t id, const Status& st, Time now) {
       run.jobs.front().store_error = st;  // an eviction's write-back
     wake_.push_back(b);
   }
+  if (w.fill) return FillDone(w.fill, w.first, w.count, now);
   if (!w.sequence) return;
   auto d = durability_.find(w.sequence);
   if (d == durability_.end()) return;

@@ -42,7 +42,13 @@ bool Replica::GrantInline(uint64_t block, LinkId child, ChildIndex who, Perm wan
 
 void Replica::ServeRange(LinkId child, const Message& m, Time now) {
   const uint64_t key = ranges_.Open(false, child, m);
-  const uint32_t n = m.blocks();
+  std::vector<uint32_t> all(m.blocks());
+  for (uint32_t i = 0; i < all.size(); ++i) all[i] = i;
+  ServeParts(child, key, m, all, /*may_fill=*/true, now);
+}
+
+void Replica::ServeParts(LinkId child, uint64_t key, const Message& m, const std::vector<uint32_t>& indices,
+                         bool may_fill, Time now) {
   const uint64_t first = *m.block_num;
   const bool get = m.io_op == IoOp::kGet;
   const Perm want = get ? std::max(FromWire(m.permissions, Perm::kRead), Perm::kRead)
@@ -51,10 +57,13 @@ void Replica::ServeRange(LinkId child, const Message& m, Time now) {
   // Only what the per-block way would grant at once, under the same
   // conditions; anything unusual (a refusal to give, a release) takes it.
   const bool inline_ok = (get || m.io_op == IoOp::kLock) && want != Perm::kNone && who != kNoIndex && !rejoining_ &&
-                         (!cfg_.is_root || LeaseValid(now)) && m.originator != cfg_.self &&
+                         children_.Joined(child) && (!cfg_.is_root || LeaseValid(now)) && m.originator != cfg_.self &&
                          !child_leases_.IsFailed(child) &&
                          !(cfg_.kernel_cache && want == Perm::kWrite);  // the kernel's pages go first: per block
-  std::vector<uint32_t> rest;
+  // The root reads what it lacks from its store, a run at a time, and
+  // serves those blocks the same way once they are in (FillDone).
+  const bool fill_ok = may_fill && inline_ok && cfg_.is_root && get && table_->keeps_data();
+  std::vector<uint32_t> rest, fill;
   struct Run {
     uint32_t start = 0, count = 0;
     bool data = false;
@@ -78,14 +87,15 @@ void Replica::ServeRange(LinkId child, const Message& m, Time now) {
     SendToChild(child, std::move(part));
     run = Run{};
   };
-  for (uint32_t i = 0; i < n; ++i) {
+  for (uint32_t i : indices) {
     const uint64_t kept = m.versions ? (*m.versions)[i] : 0;
     Bytes slice;
     uint8_t* dst = inline_ok && get && table_->keeps_data() ? ranges_.AnswerBuffer(key, i, &slice) : nullptr;
     InlineGrant g;
     if (!inline_ok || !GrantInline(first + i, child, who, want, get, kept, dst, &g, now)) {
       flush();
-      rest.push_back(i);
+      if (fill_ok && FillForRange(first + i, child, who, want, now)) fill.push_back(i);
+      else rest.push_back(i);
       continue;
     }
     if (run.count > 0 && (run.data != g.data || run.start + run.count != i)) flush();
@@ -98,7 +108,43 @@ void Replica::ServeRange(LinkId child, const Message& m, Time now) {
     run.versions.push_back(g.version);
   }
   flush();
+  if (!fill.empty()) {
+    const uint64_t id = next_store_++;
+    RangeFill& f = fills_[id];
+    f.child = child;
+    f.key = key;
+    f.request = m;
+    f.pending = fill.size();
+    for (uint32_t i : fill) FillFromStore(first + i, id);
+  }
   for (uint32_t i : rest) HandleChildMessage(child, ranges_.Request(key, m, i), now);
+}
+
+bool Replica::FillForRange(uint64_t block, LinkId child, ChildIndex who, Perm want, Time now) {
+  if (runs_.count(block) || BlockedByFailed(block, want, child) || !InstallNow(block, now)) return false;
+  BlockTable::Locked set = table_->Lock(block);
+  BlockTable::Slot* s = set.Find(block);
+  if (!s || s->busy || s->valid) return false;
+  const Transition t = Step(Load(*s), Event{Event::Kind::kRequest, who, want});
+  return !t.actions.empty() && t.actions.front().kind == Action::Kind::kGrant;
+}
+
+void Replica::FillDone(uint64_t id, uint64_t first, uint32_t count, Time now) {
+  auto it = fills_.find(id);
+  if (it == fills_.end()) return;
+  const LinkId child = it->second.child;
+  const uint64_t key = it->second.key;
+  const Message request = it->second.request;
+  if ((it->second.pending -= std::min<size_t>(it->second.pending, count)) == 0) fills_.erase(it);
+  // Each block's run existed only for the read; Pump lets it go (and runs
+  // first whatever queued behind the read: it came later, but asked for
+  // another grant, which Step() decides on the same state either way).
+  std::vector<uint32_t> indices;
+  for (uint64_t b = first; b < first + count; ++b) {
+    Pump(b, now);
+    indices.push_back(static_cast<uint32_t>(b - *request.block_num));
+  }
+  ServeParts(child, key, request, indices, /*may_fill=*/false, now);
 }
 
 }  // namespace vshare

@@ -289,6 +289,7 @@ class Replica final : private WriterLock::Host, private SyncBarrier::Host {
     uint32_t count = 1;
     std::vector<uint32_t> writes;
     uint64_t sequence = 0;  // the durability sequence it belongs to (0: none)
+    uint64_t fill = 0;      // kFill for a child's range (fills_; 0: for the blocks' queues)
   };
   // Writes, then a sync: for a barrier at the root, or a job whose bytes
   // must be durable before it goes on.
@@ -364,8 +365,9 @@ class Replica final : private WriterLock::Host, private SyncBarrier::Host {
   void Restage(Job& j);
   void CallUpstream(uint64_t block, Job& j, Message up, Time now);
   void StoreRequest(StoreOp::Kind kind, uint64_t block, StoreWait wait, Bytes data = {});
-  // The root: read the block from the store into its slot; its queue waits.
-  void FillFromStore(uint64_t block);
+  // The root: read the block from the store into its slot; its queue
+  // waits. With `fill`, the read is for that RangeFill.
+  void FillFromStore(uint64_t block, uint64_t fill = 0);
   // The root: write the blocks' dirty bytes to the store, as part of a
   // durability sequence (0: none). Returns the blocks written.
   size_t WriteBack(const std::vector<uint64_t>& blocks, uint64_t sequence);
@@ -390,8 +392,26 @@ class Replica final : private WriterLock::Host, private SyncBarrier::Host {
 
   // ---- range_serve.cc ----
   // A child's range GET or LOCK: what can be granted on the spot is, in
-  // parts; the rest is served block by block.
+  // parts; at the root, blocks it would grant but lacks are read from the
+  // store, a run per read, and then granted the same way; the rest is
+  // served block by block.
   void ServeRange(LinkId child, const Message& m, Time now);
+  // The blocks `indices` of open range `key` (request `m`), as above; no
+  // store reads unless `may_fill`.
+  void ServeParts(LinkId child, uint64_t key, const Message& m, const std::vector<uint32_t>& indices, bool may_fill,
+                  Time now);
+  // Whether the root may read `block` for a range and grant it once read:
+  // nothing queued, a slot free for it, and the grant needs no recall.
+  bool FillForRange(uint64_t block, LinkId child, ChildIndex who, Perm want, Time now);
+  // Store reads of blocks [first, first + count) for RangeFill `id` are done.
+  void FillDone(uint64_t id, uint64_t first, uint32_t count, Time now);
+  struct RangeFill {
+    LinkId child = 0;
+    uint64_t key = 0;   // the open range (RangeAdapter::Open)
+    Message request;    // the child's range request
+    size_t pending = 0; // blocks still being read
+  };
+  std::unordered_map<uint64_t, RangeFill> fills_;
   struct InlineGrant {
     bool data = false;  // the answer carries the block's bytes (copied to dst)
     uint64_t version = 0;

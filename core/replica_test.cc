@@ -105,6 +105,17 @@ struct Fig7 {
     REQUIRE(net.done(node)[op].ok());
     return net.reads(node)[op];
   }
+  // Local reads of blocks [first, first + n) started together (so they
+  // go up as one range), run to completion: their operation ids.
+  std::vector<uint64_t> ReadTogether(const std::string& node, uint64_t first, uint64_t n) {
+    std::vector<uint64_t> ops;
+    net.Act(node, [&](Replica& r, Time now) {
+      for (uint64_t b = first; b < first + n; ++b) ops.push_back(r.ReadLocal(b, now));
+      return 0;
+    });
+    net.Run();
+    return ops;
+  }
   void Join(const std::string& node) {
     net.Act(node, [](Replica& r, Time now) { r.Start(now); return 0; });
     net.Run();
@@ -1611,12 +1622,7 @@ TEST_CASE("ranges: neighbouring blocks travel as one request and one answer at e
   Fig7 t;
   t.Join("E");
   t.net.TakeLog();
-  std::vector<uint64_t> ops;
-  t.net.Act("E", [&](Replica& r, Time now) {
-    for (uint64_t b = 0; b < 8; ++b) ops.push_back(r.ReadLocal(b, now));
-    return 0;
-  });
-  t.net.Run();
+  const std::vector<uint64_t> ops = t.ReadTogether("E", 0, 8);
   for (uint64_t op : ops) CHECK(t.net.done("E")[op].ok());
   CHECK(t.net.TakeLog() == Log{
       "E->C IO_REQUEST/GET vol=26924852 block=0 count=8 perm=READ",
@@ -1628,18 +1634,54 @@ TEST_CASE("ranges: neighbouring blocks travel as one request and one answer at e
   CHECK(t.net.replica("C").copies() == 8);       // the proxy kept them all
 }
 
+TEST_CASE("ranges: the root reads a cold range from its store at once and answers it whole") {
+  Fig7 t;
+  t.Join("E");
+  const uint64_t reads_before = t.net.faults("A")->calls(FaultStore::Op::kRead);
+  t.net.TakeLog();
+  const std::vector<uint64_t> ops = t.ReadTogether("E", 0, 8);
+  for (uint64_t op : ops) REQUIRE(t.net.done("E")[op].ok());
+  CHECK(t.net.reads("E")[ops[7]] == Fill('o'));
+  CHECK(t.net.faults("A")->calls(FaultStore::Op::kRead) - reads_before == 1);  // one read of 8 blocks
+  Log from_a;
+  for (const std::string& l : t.net.TakeLog())
+    if (l.starts_with("A->C")) from_a.push_back(l);
+  CHECK(from_a == Log{"A->C OK_REPLY vol=32002 block=0 count=8 perm=READ ttl=1200000 hb_ttl=30000 data"});
+  // The root granted them as it would one by one: a write elsewhere
+  // recalls the copies it gave.
+  t.Join("D");
+  REQUIRE(t.Write("D", 7, Fill('d')).ok());
+  const Log log = t.net.TakeLog();
+  CHECK(std::count_if(log.begin(), log.end(), [](const std::string& l) {
+          return l.starts_with("A->C INVALIDATE") && l.find("block=7 ") != std::string::npos;
+        }) == 1);
+}
+
+TEST_CASE("ranges: a cold range whose store read fails is read again block by block, and fails if that fails") {
+  for (int failures : {1, 2}) {
+    CAPTURE(failures);
+    Fig7 t;
+    t.Join("E");
+    t.net.faults("A")->Fail(FaultStore::Op::kRead, Status::IOError("bad sector"), failures);
+    const std::vector<uint64_t> ops = t.ReadTogether("E", 0, 4);
+    // The range's read, then one read of the four again (their queues'
+    // reads join): the second failure fails them, with an error, not a hang.
+    CHECK(t.net.faults("A")->calls(FaultStore::Op::kRead) == 2);
+    for (uint64_t op : ops) {
+      REQUIRE(t.net.done("E").count(op));
+      CHECK(t.net.done("E")[op].ok() == (failures == 1));
+    }
+    CHECK(t.net.replica("A").copies() == (failures == 1 ? 4u : 0u));
+  }
+}
+
 TEST_CASE("ranges: an answer is sent in parts, so a block held elsewhere never holds back the others") {
   Fig7 t;
   t.Join("D");
   t.Join("E");
   REQUIRE(t.Write("D", 3, Fill('d')).ok());  // dirty at D: A must recall B for block 3
   t.net.TakeLog();
-  std::vector<uint64_t> ops;
-  t.net.Act("E", [&](Replica& r, Time now) {
-    for (uint64_t b = 0; b < 8; ++b) ops.push_back(r.ReadLocal(b, now));
-    return 0;
-  });
-  t.net.Run();
+  const std::vector<uint64_t> ops = t.ReadTogether("E", 0, 8);
   for (uint64_t op : ops) REQUIRE(t.net.done("E")[op].ok());
   CHECK(t.net.reads("E")[ops[3]] == Fill('d'));  // recalled, not the store's
   CHECK(t.net.reads("E")[ops[7]] == Fill('o'));
