@@ -284,4 +284,43 @@ void Replica::UpstreamReply(uint64_t block, Job& j, const Call& call, const Stat
   Pump(block, now);
 }
 
+// The usual answer to a block of a GET range: OK, READ (or more), the
+// bytes. It is taken here as HandleReply and UpstreamReply would take it,
+// with the block's set locked once instead of once per field; anything
+// less usual (a revalidation, a dirty copy, a job of another kind) goes
+// the general way (false).
+bool Replica::TakeGranted(RangeAdapter::Granted& g, const Message& part, Time now) {
+  auto it = calls_.find(g.call_id);
+  if (it == calls_.end() || it->second.kind != CallKind::kUpstream || it->second.version != 0 || rejoining_ ||
+      g.data.size() != block_size() || it->second.block != g.block)
+    return false;
+  const Call call = it->second;
+  auto r = runs_.find(call.block);
+  if (r == runs_.end() || r->second.jobs.empty() || !r->second.jobs.front().as<GrantJob>()) return false;
+  {
+    BlockTable::Locked set = table_->Lock(call.block);
+    BlockTable::Slot* s = set.Find(call.block);
+    if (!s || s->dirty) return false;
+    calls_.erase(it);
+    parent_lease_.Heard(now);
+    if (part.hb_ttl_ms) parent_lease_.Renewed(call.sent, *part.hb_ttl_ms);
+    BlockState bs = Load(*s);
+    bs.held = FromWire(part.permissions, Perm::kRead);
+    StoreIn(*s, bs);
+    // Counted from when we asked: the parent's own grant cannot end sooner.
+    const Time until = call.sent + std::chrono::milliseconds(part.ttl_ms.value_or(0));
+    s->expiry_ns = std::chrono::duration_cast<std::chrono::nanoseconds>(until.time_since_epoch()).count();
+    if (s->data) std::memcpy(s->data, g.data.data(), block_size());
+    s->valid = true;
+    s->prefetched = false;
+    ++s->writes;
+    set.MarkClean(s);
+    if (g.version) s->version = *g.version;
+  }
+  UpstreamDone();
+  r->second.waiting_parent = false;
+  Pump(call.block, now);
+  return true;
+}
+
 }  // namespace vshare

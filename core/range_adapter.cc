@@ -363,7 +363,28 @@ std::vector<Outgoing> RangeAdapter::Merge(std::vector<Outgoing> out, const std::
   return result;
 }
 
-std::vector<RangeAdapter::Answer> RangeAdapter::SplitReply(uint64_t call_id, const Status& st, const Message& reply) {
+Message RangeAdapter::BlockReply(const Message& part, uint64_t block, std::optional<uint64_t> version,
+                                 std::optional<Bytes> data) {
+  Message r;
+  r.opcode = part.opcode;
+  r.hops_left = part.hops_left;
+  r.flags = static_cast<uint16_t>(part.flags & ~msg_flags::kMore);
+  r.originator = part.originator;
+  r.xid = part.xid;
+  r.volume_id = part.volume_id;
+  r.block_num = block;
+  r.permissions = part.permissions;
+  r.ttl_ms = part.ttl_ms;
+  r.hb_ttl_ms = part.hb_ttl_ms;
+  r.status = part.status;
+  r.err_param = part.err_param;
+  r.version = version;
+  r.data = std::move(data);
+  return r;
+}
+
+std::vector<RangeAdapter::Answer> RangeAdapter::SplitReply(uint64_t call_id, const Status& st, const Message& reply,
+                                                           std::vector<Granted>* granted) {
   std::vector<Answer> out;
   auto it = calls_.find(call_id);
   if (it == calls_.end()) return out;
@@ -402,35 +423,19 @@ std::vector<RangeAdapter::Answer> RangeAdapter::SplitReply(uint64_t call_id, con
     return out;
   }
   size_t next_data = 0;
+  const bool plain = granted && reply.opcode == Opcode::kOkReply && reply.data && !reply.mask && !reply.status;
   for (uint64_t k = 0; k < n; ++k) {
     const uint64_t i = first - rc.first + k;
     const bool has = reply.data && (!reply.mask || ((*reply.mask)[k / 8] >> (k % 8) & 1));
-    Message r;
-    r.opcode = reply.opcode;
-    r.hops_left = reply.hops_left;
-    r.flags = static_cast<uint16_t>(reply.flags & ~msg_flags::kMore);
-    r.originator = reply.originator;
-    r.xid = reply.xid;
-    r.volume_id = reply.volume_id;
-    r.block_num = first + k;
-    r.permissions = reply.permissions;
-    r.ttl_ms = reply.ttl_ms;
-    r.hb_ttl_ms = reply.hb_ttl_ms;
-    r.status = reply.status;
-    r.err_param = reply.err_param;
-    if (reply.versions) {
-      if ((*reply.versions)[k]) r.version = (*reply.versions)[k];
-    } else {
-      r.version = reply.version;
-    }
-    if (has) {
-      r.data = reply.data->Slice(next_data * block_size_, block_size_);
-      ++next_data;
-    }
+    std::optional<uint64_t> version = reply.version;
+    if (reply.versions) version = (*reply.versions)[k] ? std::optional((*reply.versions)[k]) : std::nullopt;
+    Bytes data;
+    if (has) data = reply.data->Slice(next_data++ * block_size_, block_size_);
     if (rc.answered[i]) continue;  // said twice: the first answer stands
     rc.answered[i] = true;
     --rc.remaining;
-    out.push_back({rc.calls[i], Status::Ok(), std::move(r)});
+    if (plain) granted->push_back({rc.calls[i], first + k, version, std::move(data)});
+    else out.push_back({rc.calls[i], Status::Ok(), BlockReply(reply, first + k, version, has ? std::optional(data) : std::nullopt)});
   }
   if (rc.remaining == 0) {
     calls_.erase(it);

@@ -22,6 +22,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <optional>
 #include <unordered_map>
 #include <vector>
 
@@ -78,7 +79,20 @@ class RangeAdapter {
     Status status;
     Message reply;
   };
-  std::vector<Answer> SplitReply(uint64_t call_id, const Status& st, const Message& reply);
+  // With `granted`, the blocks of an OK part with DATA for each (the usual
+  // answer to a GET range) come out there instead, without a Message each;
+  // BlockReply makes one when the caller needs it after all.
+  struct Granted {
+    uint64_t call_id;
+    uint64_t block;
+    std::optional<uint64_t> version;
+    Bytes data;
+  };
+  std::vector<Answer> SplitReply(uint64_t call_id, const Status& st, const Message& reply,
+                                 std::vector<Granted>* granted = nullptr);
+  // The answer to block `block` alone, cut from reply part `part`.
+  static Message BlockReply(const Message& part, uint64_t block, std::optional<uint64_t> version,
+                            std::optional<Bytes> data);
 
   // Answers still owed to ranges from children (for tests).
   size_t open_splits() const { return splits_.size(); }

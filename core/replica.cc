@@ -74,7 +74,12 @@ void Replica::OnParentMessage(const Message& m, Time now) {
 void Replica::OnReply(uint64_t call_id, const Status& st, const Message& reply, Time now) {
   now_ = now;
   if (ranges_.IsRangeCall(call_id)) {
-    for (RangeAdapter::Answer& a : ranges_.SplitReply(call_id, st, reply)) HandleReply(a.call_id, a.status, a.reply, now);
+    std::vector<RangeAdapter::Granted> granted;
+    for (RangeAdapter::Answer& a : ranges_.SplitReply(call_id, st, reply, &granted))
+      HandleReply(a.call_id, a.status, a.reply, now);
+    for (RangeAdapter::Granted& g : granted)
+      if (!TakeGranted(g, reply, now))
+        HandleReply(g.call_id, Status::Ok(), RangeAdapter::BlockReply(reply, g.block, g.version, std::move(g.data)), now);
   } else {
     HandleReply(call_id, st, reply, now);
   }

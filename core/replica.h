@@ -389,6 +389,7 @@ class Replica final : private WriterLock::Host, private SyncBarrier::Host {
   void Invalidate(uint64_t block, LinkId child, Perm to, Time now);
   void UpstreamReply(uint64_t block, Job& j, const Call& call, const Status& st, const Message& reply, Time now);
   bool BlockedByFailed(uint64_t block, Perm want, LinkId except) const;
+  bool TakeGranted(RangeAdapter::Granted& g, const Message& part, Time now);
 
   // ---- range_serve.cc ----
   // A child's range GET or LOCK: what can be granted on the spot is, in

@@ -1647,6 +1647,14 @@ TEST_CASE("ranges: the root reads a cold range from its store at once and answer
   for (const std::string& l : t.net.TakeLog())
     if (l.starts_with("A->C")) from_a.push_back(l);
   CHECK(from_a == Log{"A->C OK_REPLY vol=32002 block=0 count=8 perm=READ ttl=1200000 hb_ttl=30000 data"});
+  // Each block of the answer was taken whole below: permission, grant
+  // time, bytes and the root's version.
+  for (uint64_t b = 0; b < 8; ++b) {
+    CAPTURE(b);
+    CHECK(t.net.replica("E").HeldAt(b, t.net.now()) == Perm::kRead);
+    CHECK(t.net.replica("E").StateOf(b).version == t.net.replica("A").StateOf(b).version);
+    CHECK(t.net.replica("E").StateOf(b).version != 0);
+  }
   // The root granted them as it would one by one: a write elsewhere
   // recalls the copies it gave.
   t.Join("D");
