@@ -44,8 +44,12 @@ PY
 reader=$!
 HELPER_PIDS+=("$reader")
 sleep 0.5
-t_cut=$(python3 -c 'import time; print(time.monotonic())')
 ip link set "$NETNS_VETH" down
+# Taken after the cut, not before: the child may renew its lease until the
+# link is really down, so its lease ends by this time plus the lease (an
+# earlier stamp, taken before python3 and ip had run, made a rare false
+# failure).
+t_cut=$(python3 -c 'import time; print(time.monotonic())')
 head -c 65536 /dev/urandom >"$WORK/new"
 check "the writer's write completes during the partition" \
   dd if="$WORK/new" of="$WORK/writer/vol.img" bs=64K count=1 oflag=direct conv=notrunc status=none
