@@ -130,6 +130,10 @@ bool Replica::AdvanceFlush(uint64_t block, Job& j, FlushJob& f, Time now) {
     BlockTable::Locked set = table_->Lock(block);
     if (BlockTable::Slot* s = set.Find(block)) set.MarkCleanIf(s, f.writes);
   }
+  // Our bytes reached the root, newer than any we left with the parent
+  // alone before (recall.cc, forward.cc): we answer for those no more.
+  // Not when the parent found the flush stale: then they are still there.
+  if (f.own && st.held == f.asked) SetForwarded(block, false);
   Finish(j, FlushAnswer(block, j, f));
   return true;
 }

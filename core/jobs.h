@@ -83,6 +83,10 @@ struct RecoverJob {
   enum class Stage { kStart, kSent };
   Stage stage = Stage::kStart;
   Time give_up{};
+  // Bytes a recall took from this sync writer to its READ copy (recall.cc),
+  // not its own dirty ones: the lost parent held WRITE on them at its end
+  // if they were not yet above it, so a claim found superseded lost nothing.
+  bool recalled = false;
 };
 
 // Make room: the block leaves the table (evict.cc).

@@ -47,12 +47,19 @@ void Replica::ServeRecall(uint64_t block, Time now) {
       set.MarkClean(s);
     }
   }
+  // A sync writer's bytes that leave with a recall to READ are not durable
+  // yet, and the write they belong to completes only with a barrier
+  // (DurableByBarrier). Until a barrier has taken them to the root, this
+  // node still answers for them, as for bytes it FORWARDed: if the parent
+  // dies holding them, it claims them back from the READ copy it keeps.
+  const bool still_ours = resident && r.data && rc.to == Perm::kRead &&
+                          (cfg_.connect_flags & connect_flags::kSyncWrite) != 0;
   if (rc.invalidated_children) {  // a proxy names what it answers for (Example Three, step 6)
     r.volume_id = parent_volume_id_;
     r.block_num = block;
   }
   if (resident) {
-    if (rc.to < Perm::kWrite) SetForwarded(block, false);  // the parent took the block back: its duty now
+    if (rc.to < Perm::kWrite) SetForwarded(block, still_ours);  // else the parent took it back: its duty now
     if (rc.to == Perm::kNone) DropCopy(block);
   }
   KernelPagesUsed(block);

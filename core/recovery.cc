@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cstring>
 #include <random>
+#include <unordered_set>
 
 #include "core/conversions.h"
 #include "core/log.h"
@@ -41,8 +42,15 @@ void Replica::ResetAfterRejoin(Time now) {
   // FORWARDed to the lost parent) are claimed back with RECOVER, ahead of
   // anything else queued for them.
   std::vector<uint64_t> claim = table_->DirtyBlocks();
-  for (uint64_t b : forwarded_)
-    if (!std::binary_search(claim.begin(), claim.end(), b)) claim.push_back(b);
+  std::unordered_set<uint64_t> recalled;  // noted, but held below WRITE: see RecoverJob
+  for (uint64_t b : forwarded_) {
+    if (std::binary_search(claim.begin(), claim.end(), b)) continue;
+    {
+      BlockTable::Locked set = table_->Lock(b);
+      if (const BlockTable::Slot* s = set.Find(b); s && table_->HeldOf(*s) < Perm::kWrite) recalled.insert(b);
+    }
+    claim.push_back(b);
+  }
   std::sort(claim.begin(), claim.end());
   if (!claim.empty() && now > parent_lease_.until() + std::chrono::milliseconds(hb_ttl_ms_ + margin_ms())) {
     // Cut off for longer than the grace period: whatever held the blocks for
@@ -67,6 +75,7 @@ void Replica::ResetAfterRejoin(Time now) {
     Job j = LocalJob(0);  // nobody waits for it
     RecoverJob r;
     r.give_up = now + std::chrono::milliseconds(2 * hb_ttl_ms_ + 2 * margin_ms());
+    r.recalled = recalled.count(b) > 0;
     j.kind = r;
     BlockRun& run = runs_[b];
     run.jobs.insert(run.jobs.begin(), std::move(j));
@@ -110,8 +119,10 @@ bool Replica::AdvanceRecover(uint64_t block, Job& j, RecoverJob& r, Time now) {
   const Message& up = *j.upstream_reply;
   if (up.opcode != Opcode::kOkReply) return give_up("the parent answered " + Describe(up));
   const Perm got = FromWire(up.permissions, Perm::kNone);
-  if (got == Perm::kRead) {
-    // The parent has these very bytes already: nothing to keep, nothing lost.
+  if (got == Perm::kRead || (got != Perm::kWrite && r.recalled)) {
+    // The parent has these very bytes already (or, for recalled bytes,
+    // they went above the lost parent before newer ones): nothing to
+    // keep, nothing lost.
     DropCopy(block);
     ++recovered_;
     ClaimSettled(block, true, "");

@@ -512,6 +512,7 @@ class Replica final : private WriterLock::Host, private SyncBarrier::Host {
   bool IsRoot() const override { return cfg_.is_root; }
   bool HasAuthority() const override { return HasAuthority(now_); }
   bool CanAskParent() const override { return connected_; }
+  bool ClaimsPending() const override { return claims_pending_ > 0; }
   bool ChildFailed(LinkId child) const override { return child_leases_.IsFailed(child); }
   bool ChildJoined(LinkId child) const override { return children_.Joined(child); }
   void AskParentForLease(Perm target, uint8_t hops, const Originator& originator, bool recovery) override;

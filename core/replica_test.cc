@@ -754,6 +754,7 @@ TEST_CASE("under faults, with fast-path hits and sync writes, histories stay lin
         } else if (k.stage == Worker::Stage::kWrite && d.status.ok()) {
           k.stage = Worker::Stage::kNeedFlush;  // applied here; durable next
         } else {
+          if (!d.status.ok()) MESSAGE("failed: ", d.status.ToString());
           finish(k, d.status.ok());
         }
         return;
@@ -866,11 +867,13 @@ TEST_CASE("under faults, with fast-path hits and sync writes, histories stay lin
       }
     }
   }
-  // Known gap (doc/failover.md): a recall that takes a sync writer's bytes
-  // before its FLUSH has made them durable leaves them in the proxy alone;
-  // if the proxy dies then, they are lost although a reader may have seen
-  // them. Seeds 1 to 8 show 1 such history among 64 with faults (6 when a
-  // durable flush of a recalled block completes without a sync barrier).
+  // Known gap (doc/failover.md): a recall to NONE (another node writes)
+  // that takes a sync writer's bytes before its FLUSH has made them durable
+  // leaves them in the proxy alone; if the proxy dies then, they are lost
+  // although a reader may have seen them. Seeds 1 to 8 show 1 such history
+  // among 64 with faults. (A recall to READ no longer does: the writer
+  // claims the bytes back from its copy. Without that, 2; and 6 when a
+  // durable flush of a recalled block completes without a sync barrier.)
   CHECK(fault_violations <= 1);
   CHECK(violations == 0);
   CHECK(failed_ops == 0);

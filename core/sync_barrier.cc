@@ -104,7 +104,7 @@ void SyncBarrier::Advance(uint64_t id) {
     b.flushing_root = true;
     return host_->FlushRoot(id);
   }
-  if (!host_->CanAskParent()) {
+  if (!host_->CanAskParent() || host_->ClaimsPending()) {
     b.retry_at = host_->Now() + std::chrono::milliseconds(200);
     return;
   }

@@ -36,6 +36,9 @@ class SyncBarrier {
     virtual Time Now() const = 0;
     virtual bool IsRoot() const = 0;
     virtual bool CanAskParent() const = 0;
+    // After a rejoin, bytes claimed back with RECOVER that the new parent
+    // has not settled yet: a barrier sent up before them would overtake them.
+    virtual bool ClaimsPending() const = 0;
     virtual uint64_t NewLocalOp() = 0;
     virtual std::vector<uint64_t> DirtyBlocks() = 0;
     virtual std::vector<uint64_t> HeldBlocks() = 0;  // held, or dirty
