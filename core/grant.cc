@@ -248,15 +248,8 @@ void Replica::UpstreamReply(uint64_t block, Job& j, const Call& call, const Stat
     run.jobs.erase(run.jobs.begin());
     return Pump(block, now);
   }
-  BlockState bs = StateOf(block);
-  bs.held = FromWire(reply.permissions, Perm::kRead);
-  Store(block, bs);
-  // Counted from when we asked: the parent's own grant cannot end sooner.
-  SetExpiry(block, call.sent + std::chrono::milliseconds(reply.ttl_ms.value_or(0)));
   if (!reply.data && call.version != 0) {
-    if (reply.version == call.version && HasCopy(block)) {
-      ++revalidated_;  // our copy is current: nothing was sent again
-    } else {
+    if (reply.version != call.version || !HasCopy(block)) {
       // Neither the bytes nor a matching version: ask again, for the bytes.
       DropCopy(block);
       BlockState none = StateOf(block);
@@ -265,23 +258,42 @@ void Replica::UpstreamReply(uint64_t block, Job& j, const Call& call, const Stat
       Restage(j);
       return Pump(block, now);
     }
+    ++revalidated_;  // our copy is current: nothing was sent again
   }
-  if (reply.data && reply.data->size() == block_size()) {
-    if (!IsDirty(block)) {
-      PutCopy(block, *reply.data, false);
-    } else if (bs.held != Perm::kWrite) {
-      // The parent no longer counts us as the writer: what we wrote was
-      // superseded while we could not say so.
-      LogWarning("volume " + cfg_.volume_name + ": block " + std::to_string(block) +
-                 ": writes made here were superseded and are lost");
-      PutCopy(block, *reply.data, false);
-    }  // else: we held WRITE all along, and our bytes are the newer
-  }
-  if (reply.version) {
+  {
     BlockTable::Locked set = table_->Lock(block);
-    if (BlockTable::Slot* s = set.Find(block); s && !s->dirty) s->version = *reply.version;
+    if (BlockTable::Slot* s = set.Find(block))
+      TakeGrantIn(set, *s, call.sent, reply, reply.data ? &*reply.data : nullptr, reply.version);
+    else
+      LogError("volume " + cfg_.volume_name + ": internal error: a grant of block " + std::to_string(block) +
+               " has no slot; dropped");
   }
   Pump(block, now);
+}
+
+// A parent's grant, into the block's slot (its set locked): the permission,
+// its end, counted from when we asked (the parent's own grant cannot end
+// sooner), the bytes if sent, and their version. Bytes we wrote and still
+// hold WRITE for are the newer and stay; dirty bytes without WRITE were
+// superseded while we could not say so, and the parent's replace them.
+void Replica::TakeGrantIn(BlockTable::Locked& set, BlockTable::Slot& s, Time asked, const Message& grant,
+                          const Bytes* data, std::optional<uint64_t> version) {
+  BlockState bs = Load(s);
+  bs.held = FromWire(grant.permissions, Perm::kRead);
+  StoreIn(s, bs);
+  const Time until = asked + std::chrono::milliseconds(grant.ttl_ms.value_or(0));
+  s.expiry_ns = std::chrono::duration_cast<std::chrono::nanoseconds>(until.time_since_epoch()).count();
+  if (data && data->size() == block_size() && !(s.dirty && bs.held == Perm::kWrite)) {
+    if (s.dirty)
+      LogWarning("volume " + cfg_.volume_name + ": block " + std::to_string(s.block) +
+                 ": writes made here were superseded and are lost");
+    if (s.data) std::memcpy(s.data, data->data(), block_size());
+    s.valid = true;
+    s.prefetched = false;
+    ++s.writes;
+    set.MarkClean(&s);
+  }
+  if (version && !s.dirty) s.version = *version;
 }
 
 // The usual answer to a block of a GET range: OK, READ (or more), the
@@ -304,18 +316,7 @@ bool Replica::TakeGranted(RangeAdapter::Granted& g, const Message& part, Time no
     calls_.erase(it);
     parent_lease_.Heard(now);
     if (part.hb_ttl_ms) parent_lease_.Renewed(call.sent, *part.hb_ttl_ms);
-    BlockState bs = Load(*s);
-    bs.held = FromWire(part.permissions, Perm::kRead);
-    StoreIn(*s, bs);
-    // Counted from when we asked: the parent's own grant cannot end sooner.
-    const Time until = call.sent + std::chrono::milliseconds(part.ttl_ms.value_or(0));
-    s->expiry_ns = std::chrono::duration_cast<std::chrono::nanoseconds>(until.time_since_epoch()).count();
-    if (s->data) std::memcpy(s->data, g.data.data(), block_size());
-    s->valid = true;
-    s->prefetched = false;
-    ++s->writes;
-    set.MarkClean(s);
-    if (g.version) s->version = *g.version;
+    TakeGrantIn(set, *s, call.sent, part, &g.data, g.version);
   }
   UpstreamDone();
   r->second.waiting_parent = false;
