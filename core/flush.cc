@@ -138,6 +138,26 @@ bool Replica::AdvanceFlush(uint64_t block, Job& j, FlushJob& f, Time now) {
   return true;
 }
 
+bool Replica::IsSyncChild(LinkId child) const {
+  const auto f = children_.Flags(child);
+  return f && (*f & connect_flags::kSyncWrite);
+}
+
+// A sync child's bytes, just recalled to NONE: before the job that recalled
+// them goes on, they go to the root, durably, as a flush of our own that
+// keeps WRITE here. Nobody waits on the flush itself; should it fail, the
+// bytes stay dirty here, as they did before.
+void Replica::WriteThroughFirst(uint64_t block, BlockRun& run) {
+  Job j = LocalJob(0);
+  j.flags = msg_flags::kForceSync;
+  FlushJob f;
+  f.own = true;
+  f.keep = Perm::kWrite;
+  j.kind = std::move(f);
+  run.jobs.insert(run.jobs.begin(), std::move(j));
+  ++write_throughs_;
+}
+
 // ---- Semi-sync ----
 
 void Replica::HandleForward(LinkId child, const Message& m, Time now) {
@@ -150,7 +170,7 @@ void Replica::HandleForward(LinkId child, const Message& m, Time now) {
   j.from = child;
   j.reply_xid = m.xid;
   j.flags = m.flags;
-  if (auto f = children_.Flags(child); f && (*f & connect_flags::kSyncWrite)) j.flags |= msg_flags::kForceSync;
+  if (IsSyncChild(child)) j.flags |= msg_flags::kForceSync;
   j.hops = m.hops_left;
   j.originator = m.originator;
   if (m.data) {

@@ -147,8 +147,7 @@ void Replica::HandleChildMessage(LinkId child, const Message& m, Time now) {
   j.from = child;
   j.reply_xid = m.xid;
   j.flags = m.flags;
-  if (auto f = children_.Flags(child); f && (*f & connect_flags::kSyncWrite))
-    j.flags |= msg_flags::kForceSync;  // the child asked for sync writes when it joined
+  if (IsSyncChild(child)) j.flags |= msg_flags::kForceSync;  // the child asked for sync writes when it joined
   j.hops = m.hops_left;
   j.originator = m.originator;
   auto refuse = [&](WireStatus st, std::optional<ParamType> param) { SendToChild(child, ErrorReply(m.xid, st, param)); };
@@ -274,6 +273,13 @@ void Replica::HandleReply(uint64_t call_id, const Status& st, const Message& rep
           Changed(block);
           // A root with a peer writes it through before anything goes on.
           if (cfg_.is_root && cfg_.write_through) WriteBack({block}, 0);
+          // So does a proxy, to the root, for a sync writer that kept
+          // nothing: its write completes only with a barrier, and should
+          // this node die with the bytes, no one would claim them back,
+          // though whoever the block goes to next has seen them.
+          if (!cfg_.is_root && call.to == Perm::kNone && !run.recall && !run.jobs.empty() &&
+              run.jobs.front().as<GrantJob>() && IsSyncChild(call.child))
+            WriteThroughFirst(block, run);
         }
       }
       if (run.recall) return ServeRecall(block, now);
@@ -662,6 +668,7 @@ ReplicaStats Replica::stats(Time now) const {
   s.recovery_lost = recovery_lost_;
   s.claims_served = claims_served_;
   s.revalidated = revalidated_;
+  s.sync_write_throughs = write_throughs_;
   s.kernel_page_drops = kernel_page_drops_;
   s.kernel_full_drops = kernel_full_drops_;
   s.grants = children_.total_grants();

@@ -108,6 +108,7 @@ struct ReplicaStats {
   uint64_t recovery_lost = 0;     // blocks it claimed back in vain (logged: writes lost)
   uint64_t claims_served = 0;     // RECOVERs it took from children
   uint64_t revalidated = 0;       // copies kept by version, without their bytes sent again
+  uint64_t sync_write_throughs = 0;  // sync children's recalled bytes written through to the root first
   uint64_t kernel_page_drops = 0;  // --kernel-cache: blocks whose kernel pages were dropped
   uint64_t kernel_full_drops = 0;  // --kernel-cache: whole-image drops (lease running out, rejoin)
   uint64_t grants = 0;            // blocks its children hold, counted per child
@@ -435,6 +436,8 @@ class Replica final : private WriterLock::Host, private SyncBarrier::Host {
   // durably first. False while that is under way (the job waits); a failure
   // fails the job.
   bool DurableIfForced(uint64_t block, Job& j);
+  bool IsSyncChild(LinkId child) const;
+  void WriteThroughFirst(uint64_t block, BlockRun& run);
 
   // ---- evict.cc ----
   bool AdvanceEvict(uint64_t block, Job& j, EvictJob& e, Time now);
@@ -589,6 +592,7 @@ class Replica final : private WriterLock::Host, private SyncBarrier::Host {
   size_t upstream_in_flight_ = 0;
   std::deque<uint64_t> window_waiters_;  // blocks waiting for room upstream, in order
   uint64_t revalidated_ = 0;
+  uint64_t write_throughs_ = 0;
 
   // Recovery (after a rejoin).
   uint64_t rejoins_ = 0;

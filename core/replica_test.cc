@@ -868,12 +868,13 @@ TEST_CASE("under faults, with fast-path hits and sync writes, histories stay lin
     }
   }
   // Known gap (doc/failover.md): a recall to NONE (another node writes)
-  // that takes a sync writer's bytes before its FLUSH has made them durable
-  // leaves them in the proxy alone; if the proxy dies then, they are lost
-  // although a reader may have seen them. Seeds 1 to 8 show 1 such history
-  // among 64 with faults. (A recall to READ no longer does: the writer
-  // claims the bytes back from its copy. Without that, 2; and 6 when a
-  // durable flush of a recalled block completes without a sync barrier.)
+  // takes a sync writer's bytes before its FLUSH has made them durable; the
+  // proxy is lost before it has written them through to the root, and the
+  // writer's sync barrier at its new parent succeeds without them. Seeds 1
+  // to 8 show 1 such history among 64 with faults (seed 2, block 44). (A
+  // recall to READ no longer does: the writer claims the bytes back from
+  // its copy. Without that, 2; and 6 when a durable flush of a recalled
+  // block completes without a sync barrier.)
   CHECK(fault_violations <= 1);
   CHECK(violations == 0);
   CHECK(failed_ops == 0);
@@ -1193,6 +1194,38 @@ TEST_CASE("a dirty block is dropped with a FLUSH that keeps nothing; a child tha
   REQUIRE(RunOp(t, "G", [](Replica& r, Time now) { return r.ForwardLocal(8, now); }).ok());
   CHECK(StoreBlock(t.net, 8) == Fill('g'));
   CHECK(t.root_syncs() == 1);
+}
+
+TEST_CASE("a sync child's bytes that a recall to NONE took reach the root, durably, before anyone else gets the block") {
+  Fig7 t;
+  AddSyncWriter(t, "B");
+  t.Join("D");
+  t.Join("G");
+  REQUIRE(t.Write("G", 9, Fill('g')).ok());  // dirty in G alone: its FLUSH has not gone yet
+  const uint64_t syncs = t.root_syncs();
+  t.net.TakeLog();
+  // D's write recalls G's WRITE to NONE; G's bytes come back to B with the
+  // answer. Should B die after granting D, no one would claim them back:
+  // they go to the root first, synced, and only then is D granted.
+  REQUIRE(t.Write("D", 9, Fill('d')).ok());
+  const Log log = t.net.TakeLog();
+  const auto at = [&](const std::string& prefix) {
+    return std::find_if(log.begin(), log.end(), [&](const std::string& l) { return l.rfind(prefix, 0) == 0; }) -
+           log.begin();
+  };
+  const auto through = at("B->A IO_REQUEST/FLUSH vol=32002 block=9 perm=WRITE data");
+  REQUIRE(through < static_cast<long>(log.size()));
+  CHECK(at("G->B OK_REPLY data") < through);
+  CHECK(through < at("B->D OK_REPLY vol=32002 block=9 perm=WRITE"));
+  CHECK(at("B->D OK_REPLY") < static_cast<long>(log.size()));
+  CHECK(StoreBlock(t.net, 9) == Fill('g'));
+  CHECK(t.root_syncs() == syncs + 1);
+  CHECK(t.net.replica("B").stats(t.net.now()).sync_write_throughs == 1);
+  CHECK(t.Read("D", 9) == Fill('d'));
+  // An async child's recalled bytes stay with B, as before: D's, now, to G.
+  REQUIRE(t.Write("G", 9, Fill('h')).ok());
+  CHECK(StoreBlock(t.net, 9) == Fill('g'));
+  CHECK(t.net.replica("B").stats(t.net.now()).sync_write_throughs == 1);
 }
 
 TEST_CASE("the writer lease: a child that leaves while its request is upstream does not keep it") {

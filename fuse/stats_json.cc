@@ -100,6 +100,7 @@ nlohmann::json NodeStatsJson(const Node& node, const NodeStatsContext& ctx) {
             {"recovery_lost", r.recovery_lost},
             {"claims_served", r.claims_served},
             {"revalidated", r.revalidated},
+            {"sync_write_throughs", r.sync_write_throughs},
             {"kernel_page_drops", r.kernel_page_drops},
             {"kernel_full_drops", r.kernel_full_drops},
             {"traffic", TrafficJson(t->traffic)}};
