@@ -147,7 +147,7 @@ bool Replica::IsSyncChild(LinkId child) const {
 // them goes on, they go to the root, durably, as a flush of our own that
 // keeps WRITE here. Nobody waits on the flush itself; should it fail, the
 // bytes stay dirty here, as they did before.
-void Replica::WriteThroughFirst(uint64_t block, BlockRun& run) {
+void Replica::WriteThroughFirst(BlockRun& run) {
   Job j = LocalJob(0);
   j.flags = msg_flags::kForceSync;
   FlushJob f;

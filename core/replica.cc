@@ -279,7 +279,7 @@ void Replica::HandleReply(uint64_t call_id, const Status& st, const Message& rep
           // though whoever the block goes to next has seen them.
           if (!cfg_.is_root && call.to == Perm::kNone && !run.recall && !run.jobs.empty() &&
               run.jobs.front().as<GrantJob>() && IsSyncChild(call.child))
-            WriteThroughFirst(block, run);
+            WriteThroughFirst(run);
         }
       }
       if (run.recall) return ServeRecall(block, now);

@@ -437,7 +437,7 @@ class Replica final : private WriterLock::Host, private SyncBarrier::Host {
   // fails the job.
   bool DurableIfForced(uint64_t block, Job& j);
   bool IsSyncChild(LinkId child) const;
-  void WriteThroughFirst(uint64_t block, BlockRun& run);
+  void WriteThroughFirst(BlockRun& run);
 
   // ---- evict.cc ----
   bool AdvanceEvict(uint64_t block, Job& j, EvictJob& e, Time now);
