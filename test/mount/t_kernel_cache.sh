@@ -2,7 +2,7 @@
 # --kernel-cache: image pages stay in the kernel's page cache, and vshare has
 # them dropped before their bytes can change elsewhere.
 #  1. A leaf's buffered reads are cached by the kernel (fincore), and a second
-#     read is served without vshare (its read count does not move).
+#     read is served by the kernel (vshare serves at most its read-ahead).
 #  2. A sibling writes (O_DIRECT and buffered): the leaf's buffered reads see
 #     the new bytes, because its recall dropped the kernel's pages first.
 #  3. The root's own kernel pages go when it grants a child WRITE.
