@@ -103,7 +103,10 @@ Status TreeNode::Start() {
   if (BlockTable* t = table_.load()) t->Prefault();  // made before a fork, maybe
   {
     TerminationSignalsBlocked blocked;  // signals are for the main thread
-    if (store_) store_pool_ = std::make_unique<asio::thread_pool>(std::max(1u, opts_.store_threads));
+    if (store_) {
+      store_pool_ = std::make_unique<asio::thread_pool>(std::max(1u, opts_.store_threads));
+      store_order_.emplace(asio::make_strand(store_pool_->get_executor()));
+    }
     thread_ = std::thread([this] {
       // The wall around every handler: one that throws is logged, and the
       // thread goes on serving.
@@ -341,13 +344,16 @@ void TreeNode::RunStore(StoreOp op) {
   }
   if (op.kind == StoreOp::Kind::kRead) store_reads_ += op.count;
   if (op.kind == StoreOp::Kind::kWrite) store_writes_ += op.count;
-  asio::post(*store_pool_, [this, op = std::move(op)] {
+  const bool read = op.kind == StoreOp::Kind::kRead;
+  auto run = [this, op = std::move(op)] {
     const Status st = RunStoreOp(op, table_.load(), store_.get());
     asio::post(io_, [this, id = op.id, st] {
       replica_.OnStoreDone(id, st, Now());
       Drain();
     });
-  });
+  };
+  if (read) asio::post(*store_pool_, std::move(run));
+  else asio::post(*store_order_, std::move(run));
 }
 
 }  // namespace vshare::net

@@ -176,6 +176,12 @@ class TreeNode final : public ControlPath {
   tcp::acceptor acceptor_;
   std::thread thread_;
   std::unique_ptr<asio::thread_pool> store_pool_;
+  // Writes and syncs run one at a time, in the order the engine asked for
+  // them (reads run on the whole pool). The engine may ask for a block's
+  // bytes to be written while an older write of it is still under way (two
+  // sync barriers' write-backs overlap); run side by side, the older could
+  // land last and leave the store stale under a slot marked clean.
+  std::optional<asio::strand<asio::thread_pool::executor_type>> store_order_;
   uint16_t port_ = 0;
   std::atomic<bool> stopped_{false};
 
