@@ -55,7 +55,11 @@ void ReadHits(BlockTable& table, uint64_t offset, uint64_t end, uint8_t* base, O
 
 Volume::Volume(std::string name, BlockTable* table, ControlPath* control)
     : name_(std::move(name)), table_(table), control_(control) {
-  readahead_max_ = std::min<uint64_t>(readahead_max_, table_->geometry().capacity_bytes() / 4);
+  set_readahead_max(readahead_max_);
+}
+
+void Volume::set_readahead_max(uint64_t bytes) {
+  readahead_max_ = std::min<uint64_t>(bytes, table_->geometry().capacity_bytes() / 4);
 }
 
 void Volume::Record(bool is_read, std::chrono::steady_clock::time_point start, uint64_t bytes, const Status& st) {
@@ -155,8 +159,6 @@ Status Volume::Write(uint64_t offset, std::span<const std::byte> in, size_t* don
   for (uint64_t pos = offset; pos < end;) {
     const uint64_t block = pos / bs;
     const size_t in_block = static_cast<size_t>(pos % bs);
-    // The last block of a volume whose size is not a multiple of the block
-    // size counts as whole when written to the end.
     const size_t n = static_cast<size_t>(std::min<uint64_t>(bs - in_block, end - pos));
     const uint8_t* src = base + (pos - offset);
     if (!table_->WriteHit(block, in_block, {src, n}, now))

@@ -62,8 +62,11 @@ class Volume final : public VolumeIo {
   // (the kernel closes files asynchronously: a holder that just closed may
   // not have given it back yet).
   void set_lease_wait(std::chrono::milliseconds d) { lease_wait_ = d; }
-  // The largest read-ahead window (0: none).
-  void set_readahead_max(uint64_t bytes) { readahead_max_ = bytes; }
+  // The largest read-ahead window (0: none), at most a quarter of the
+  // cache: a window the cache cannot hold would evict what it read ahead
+  // before the reader got there.
+  void set_readahead_max(uint64_t bytes);
+  uint64_t readahead_max() const { return readahead_max_; }
   // --kernel-cache: a read with misses reads its hits again at the end.
   void set_kernel_cache(bool on) { kernel_cache_ = on; }
 

@@ -129,6 +129,26 @@ TEST_CASE("the fast path: hits never reach the engine; a sequential reader is re
   CHECK(f.store->reads() - reads_before <= 128 + 64);  // each block read from the store once
 }
 
+TEST_CASE("read-ahead is at most a quarter of the cache, whatever is asked for") {
+  Fixture f(512 * kBs, 8, 4);  // 32 slots
+  f.vol->set_readahead_max(1 << 20);
+  CHECK(f.vol->readahead_max() == 8 * kBs);
+  // A sequential reader through 16 times the cache: each block comes from
+  // the store about once, not read ahead and evicted before it is read.
+  auto data = Pattern(512 * kBs, 9);
+  size_t done;
+  REQUIRE(f.vol->Write(0, data, &done).ok());
+  REQUIRE(f.vol->DropCache().ok());
+  const uint64_t reads_before = f.store->reads();
+  std::vector<std::byte> back(kBs);
+  for (uint64_t b = 0; b < 512; ++b) {
+    REQUIRE(f.vol->Read(b * kBs, back, &done).ok());
+    REQUIRE(std::memcmp(back.data(), data.data() + b * kBs, kBs) == 0);
+  }
+  CHECK(f.store->reads() - reads_before <= 512 + 8);
+  CHECK(f.vol->stats().cache.readahead_hits > 0);
+}
+
 TEST_CASE("a failing store keeps dirty data and reports the error") {
   Fixture f(16 * kBs, 1, 1);  // one slot
   auto a = Pattern(kBs, 4), b = Pattern(kBs, 5);
