@@ -243,6 +243,18 @@ loop_umount() {
 }
 
 # A counter from the stats JSON, by jq-like dotted path (volumes.vol.cache.misses).
+free_ports() {  # N: N loopback ports free just now. The sockets are closed
+  # before this returns (read it with $(...), which waits for the process):
+  # a port still held when the node binds it is "already in use".
+  python3 -c '
+import socket, sys
+s = [socket.socket() for _ in range(int(sys.argv[1]))]
+for x in s: x.bind(("127.0.0.1", 0))
+ports = [x.getsockname()[1] for x in s]
+for x in s: x.close()
+print(*ports)' "$1"
+}
+
 stat_of() {  # MOUNTPOINT PATH [DEFAULT]: one value of the stats, by dotted path
   local mp=$1 path=$2
   python3 -c '

@@ -5,11 +5,7 @@
 . "$(dirname "$0")/lib.sh"
 begin parent_cycle
 
-read -r pa pb < <(python3 -c '
-import socket
-s = [socket.socket() for _ in range(2)]
-for x in s: x.bind(("127.0.0.1", 0))
-print(*[x.getsockname()[1] for x in s])')
+read -r pa pb <<<"$(free_ports 2)"
 start=$(date +%s.%N)
 "$VSHARE" serve --parent "127.0.0.1:$pb" --listen "127.0.0.1:$pa" --volume vol -f --io-timeout 2 \
   --log-file "$WORK/node-a.log" >"$WORK/a.out" 2>&1 &

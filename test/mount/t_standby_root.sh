@@ -15,11 +15,7 @@ begin standby_root
 img=$WORK/backing.img
 "$VSHARE" create "$img" --size 32M >/dev/null
 timing=(--lease 4 --heartbeat 0.5)
-read -r AP SP < <(python3 -c '
-import socket
-s = [socket.socket() for _ in range(2)]
-for x in s: x.bind(("127.0.0.1", 0))
-print(*[x.getsockname()[1] for x in s])')
+read -r AP SP <<<"$(free_ports 2)"
 active=127.0.0.1:$AP standby=127.0.0.1:$SP
 role_of() { stat_of "$1" tree.root_peer.role none; }
 
