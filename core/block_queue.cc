@@ -124,13 +124,13 @@ bool Replica::GetCopy(uint64_t block, Bytes* out) const {
   return true;
 }
 
-void Replica::PutCopy(uint64_t block, const Bytes& data, bool dirty) {
+uint32_t Replica::PutCopy(uint64_t block, const Bytes& data, bool dirty) {
   BlockTable::Locked set = table_->Lock(block);
   BlockTable::Slot* s = set.Find(block);
   if (!s) {
     LogError("volume " + cfg_.volume_name + ": internal error: bytes for block " + std::to_string(block) +
              " have no slot; dropped");
-    return;
+    return 0;
   }
   if (s->data) std::memcpy(s->data, data.data(), std::min<size_t>(data.size(), block_size()));
   s->valid = true;
@@ -138,6 +138,7 @@ void Replica::PutCopy(uint64_t block, const Bytes& data, bool dirty) {
   ++s->writes;
   if (dirty) set.MarkDirty(s);
   else set.MarkClean(s);
+  return s->writes;
 }
 
 void Replica::MarkClean(uint64_t block) {
@@ -446,36 +447,53 @@ void Replica::FillFromStore(uint64_t block, uint64_t fill) {
 }
 
 size_t Replica::WriteBack(const std::vector<uint64_t>& blocks, uint64_t sequence) {
-  // Contiguous blocks are copied into one buffer, so that their writes
-  // join into one store request without copying again.
+  // Contiguous blocks go as one buffer, so that their writes join into one
+  // store request without copying again: a child's bytes as they came (the
+  // slices of one FLUSH adjoin), else copies of the slots made side by side.
   const size_t bs = block_size();
   const size_t most = RangeAdapter::kMaxRangeBytes / bs;
   size_t written = 0;
   for (size_t i = 0; i < blocks.size();) {
     size_t n = 1;
     while (i + n < blocks.size() && n < most && blocks[i + n] == blocks[i] + n) ++n;
-    uint8_t* w;
-    Bytes run = Bytes::Allocate(n * bs, &w);
+    uint8_t* w = nullptr;
+    Bytes run;
     for (size_t k = 0; k < n; ++k) {
       const uint64_t b = blocks[i + k];
+      const FlushJob* f = StoredFlush(b);
       uint32_t writes = 0;
+      Bytes data;
       {
         BlockTable::Locked set = table_->Lock(b);
         BlockTable::Slot* s = set.Find(b);
         if (!s || !s->dirty) continue;
-        if (s->data) std::memcpy(w + k * bs, s->data, bs);
-        else std::memset(w + k * bs, 0, bs);
         writes = s->writes;
+        if (f && f->stored_writes == writes) {
+          data = *f->data;  // the slot holds these very bytes
+        } else {
+          if (!w) run = Bytes::Allocate(n * bs, &w);
+          if (s->data) std::memcpy(w + k * bs, s->data, bs);
+          else std::memset(w + k * bs, 0, bs);
+          data = run.Slice(k * bs, bs);
+        }
       }
       StoreWait wait{StoreWait::Kind::kWrite};
       wait.writes.push_back(writes);
       wait.sequence = sequence;
-      StoreRequest(StoreOp::Kind::kWrite, b, std::move(wait), run.Slice(k * bs, bs));
+      StoreRequest(StoreOp::Kind::kWrite, b, std::move(wait), std::move(data));
       ++written;
     }
     i += n;
   }
   return written;
+}
+
+const FlushJob* Replica::StoredFlush(uint64_t block) const {
+  auto r = runs_.find(block);
+  if (r == runs_.end() || r->second.jobs.empty()) return nullptr;
+  const FlushJob* f = r->second.jobs.front().as<FlushJob>();
+  if (!f || f->own || !f->data || f->data->size() != block_size() || f->stored_writes == 0) return nullptr;
+  return f;
 }
 
 void Replica::StartDurability(const std::vector<uint64_t>& blocks, uint64_t barrier, uint64_t for_block, bool sync) {
@@ -518,10 +536,16 @@ void Replica::FeedDurability(uint64_t seq) {
     d.next += n;
     d.in_flight += WriteBack(part, seq);
   }
-  if (d.in_flight > 0) return;
-  if (!d.sync) return FinishDurability(seq);
+  if (d.next < d.todo.size()) return;  // the rest once the window has room
+  if (!d.sync) {
+    if (d.in_flight == 0) FinishDurability(seq);
+    return;
+  }
   if (d.synced) return;
   d.synced = true;
+  // Asked for at once, with writes still under way: syncs run after every
+  // write asked for before them (effects.h), so this one covers them all,
+  // and the sequence ends one trip to the store sooner.
   StoreRequest(StoreOp::Kind::kSync, 0, StoreWait{StoreWait::Kind::kSync, 0, 0, {}, seq});
 }
 

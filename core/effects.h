@@ -10,7 +10,10 @@
 //    be answered in several parts, each delivered as it comes), or the
 //    failure (timeout, link closed). A kSend is a reply or a notification.
 //  - store: the root's store I/O, run off the engine's thread; each
-//    completes with Replica::OnStoreDone(id, status).
+//    completes with Replica::OnStoreDone(id, status). Writes and syncs run
+//    one at a time in the order asked for, across events, and complete in
+//    that order: a sync covers every write before it, and two writes of one
+//    block land in order. Reads may run at any time, side by side.
 //  - done: local operations that completed.
 //  - close_children: child links to close (children declared failed).
 //  - drop_parent: the parent stopped answering; close its link, look for
@@ -55,7 +58,7 @@ struct StoreOp {
   enum class Kind {
     kRead,   // into the table's slots of those blocks (marked busy meanwhile)
     kWrite,  // `data` (count whole blocks) to the store
-    kSync,   // make every completed write durable
+    kSync,   // make every write asked for before it durable
   };
   uint64_t id = 0;
   Kind kind = Kind::kRead;

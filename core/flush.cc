@@ -57,7 +57,7 @@ bool Replica::AdvanceFlush(uint64_t block, Job& j, FlushJob& f, Time now) {
       }
     }
     if (!f.own) {
-      PutCopy(block, *f.data, /*dirty=*/true);
+      f.stored_writes = PutCopy(block, *f.data, /*dirty=*/true);
       Changed(block);
       Store(block, Step(StateOf(block), Event{Event::Kind::kRelease, children_.Find(j.from), f.keep}).next);
     }

@@ -57,6 +57,10 @@ struct FlushJob {
   Perm asked = Perm::kNone;  // what we asked to keep
   Perm had = Perm::kNone;    // what this node held before it sent its bytes
   uint32_t writes = 0;       // the slot's write count when its bytes were taken
+  // The root: the slot's write count once a child's bytes were put in it.
+  // While it still matches, the slot holds exactly `data`, and a
+  // write-back may send `data` itself instead of copying the slot.
+  uint32_t stored_writes = 0;
 };
 
 // A child's FORWARD with DATA (semi-sync): the bytes are kept here (forward.cc).

@@ -372,6 +372,10 @@ class Replica final : private WriterLock::Host, private SyncBarrier::Host {
   // The root: write the blocks' dirty bytes to the store, as part of a
   // durability sequence (0: none). Returns the blocks written.
   size_t WriteBack(const std::vector<uint64_t>& blocks, uint64_t sequence);
+  // The child's FLUSH at the head of the block's queue whose bytes were
+  // stored here (WriteBack sends them uncopied while the slot's write
+  // count still matches), or null.
+  const FlushJob* StoredFlush(uint64_t block) const;
   // The root: `blocks` reach the store (durably, with `sync`), then the
   // barrier completes or the block's head job goes on (Job::durable set).
   // A synced one for a single block's head job is gathered with the others
@@ -500,7 +504,8 @@ class Replica final : private WriterLock::Host, private SyncBarrier::Host {
   };
   mutable CopyChunk copy_;
   // Keeps `data` as the block's bytes (dirty: newer than the parent's).
-  void PutCopy(uint64_t block, const Bytes& data, bool dirty);
+  // Returns the slot's write count after the copy (0: no slot).
+  uint32_t PutCopy(uint64_t block, const Bytes& data, bool dirty);
   void MarkClean(uint64_t block);
   // Forgets the bytes and the permission; the slot stays while a run needs
   // it, and is freed when it is droppable.
