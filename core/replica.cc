@@ -430,6 +430,21 @@ uint64_t Replica::StartLocal(uint64_t block, Perm want, Time now) {
 uint64_t Replica::ReadLocal(uint64_t block, Time now) {
   now_ = now;
   const uint64_t op = next_local_++;
+  // A block being read ahead: the read takes that fetch over rather than
+  // queue behind it, one job for the block instead of two. (A sequential
+  // reader that keeps up with its read-ahead finds most blocks so.)
+  if (auto it = runs_.find(block); it != runs_.end() && it->second.jobs.size() == 1) {
+    Job& head = it->second.jobs.front();
+    GrantJob* g = head.as<GrantJob>();
+    if (g && g->local == GrantJob::Local::kPrefetch && head.local_op == 0 && !head.cancelled) {
+      g->local = GrantJob::Local::kRead;
+      head.local_op = op;
+      local_ops_[op] = block;
+      Pump(block, now);  // (waiting for the parent, a slot or the window: it goes on when that comes)
+      AfterEvent();
+      return op;
+    }
+  }
   Job j = LocalJob(op);
   GrantJob g;
   g.local = GrantJob::Local::kRead;
