@@ -26,7 +26,9 @@ cleanup() {
 trap cleanup EXIT
 mkdir -p "$work/root" "$work/child" "$work/fs-child" "$work/fs-root"
 
-step() { printf '\n\033[1m$ %s\033[0m\n' "$*"; }
+# Commands in bold on a terminal; plain where the output goes to a file or CI.
+if [ -t 1 ]; then bold=$'\033[1m' plain=$'\033[0m'; else bold='' plain=''; fi
+step() { printf '\n%s$ %s%s\n' "$bold" "$*" "$plain"; }
 port_of() { python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["tree"]["listen_port"])' "$1/.vshare/stats"; }
 
 step vshare create "$work/disk.img" --size 256M
