@@ -3,7 +3,8 @@
 //
 // Faults are set at any time from any thread: reads, writes and syncs can
 // each fail with a given status (EIO, ENOSPC, ...), for every call or for
-// the next N calls, and every call can be delayed.
+// the next N calls, and every call can be delayed. It also records how many
+// writes and syncs were ever under way at once.
 #pragma once
 
 #include <atomic>
@@ -32,6 +33,8 @@ class FaultStore final : public BlockStore {
   }
   void Delay(std::chrono::milliseconds d) { delay_ms_ = d.count(); }
   uint64_t calls(Op op) const { return calls_[static_cast<int>(op)]; }
+  // The most writes and syncs that were under way at the same time.
+  int most_writes_at_once() const { return most_writes_.load(); }
 
   uint64_t size() const override { return inner_->size(); }
   uint32_t block_size() const override { return inner_->block_size(); }
@@ -41,20 +44,17 @@ class FaultStore final : public BlockStore {
     return inner_->ReadBlock(block, out);
   }
   Status WriteBlock(uint64_t block, std::span<const std::byte> in) override {
-    if (Status st = Check(Op::kWrite); !st.ok()) return st;
-    return inner_->WriteBlock(block, in);
+    return Writing(Op::kWrite, [&] { return inner_->WriteBlock(block, in); });
   }
   Status ReadBlocks(uint64_t first, std::span<const std::span<std::byte>> outs) override {
     if (Status st = Check(Op::kRead); !st.ok()) return st;
     return inner_->ReadBlocks(first, outs);
   }
   Status WriteBlocks(uint64_t first, std::span<const std::byte> in) override {
-    if (Status st = Check(Op::kWrite); !st.ok()) return st;
-    return inner_->WriteBlocks(first, in);
+    return Writing(Op::kWrite, [&] { return inner_->WriteBlocks(first, in); });
   }
   Status Sync() override {
-    if (Status st = Check(Op::kSync); !st.ok()) return st;
-    return inner_->Sync();
+    return Writing(Op::kSync, [&] { return inner_->Sync(); });
   }
 
  private:
@@ -62,6 +62,17 @@ class FaultStore final : public BlockStore {
     Status status;
     int times = -1;
   };
+  // A write or sync: counted as under way from its delay to its end.
+  template <typename F>
+  Status Writing(Op op, F inner) {
+    const int now = ++writing_;
+    for (int m = most_writes_.load(); now > m && !most_writes_.compare_exchange_weak(m, now);) {
+    }
+    Status st = Check(op);
+    if (st.ok()) st = inner();
+    --writing_;
+    return st;
+  }
   Status Check(Op op) {
     ++calls_[static_cast<int>(op)];
     if (const int64_t d = delay_ms_.load()) std::this_thread::sleep_for(std::chrono::milliseconds(d));
@@ -77,6 +88,7 @@ class FaultStore final : public BlockStore {
   Rule rules_[3];  // guarded by mu_
   std::atomic<int64_t> delay_ms_{0};
   std::atomic<uint64_t> calls_[3] = {0, 0, 0};
+  std::atomic<int> writing_{0}, most_writes_{0};
 };
 
 }  // namespace vshare

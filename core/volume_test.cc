@@ -40,6 +40,22 @@ std::vector<std::byte> Pattern(size_t n, uint32_t seed) {
   for (auto& b : v) b = std::byte(rng() & 0xff);
   return v;
 }
+// Writes `blocks` blocks of a pattern, empties the cache, then reads the
+// first `read` blocks back one by one in order, checking each; returns how
+// many block reads the store saw for them.
+uint64_t ReadThrough(Fixture& f, uint64_t blocks, uint64_t read, uint32_t seed) {
+  auto data = Pattern(blocks * kBs, seed);
+  size_t done;
+  REQUIRE(f.vol->Write(0, data, &done).ok());
+  REQUIRE(f.vol->DropCache().ok());
+  const uint64_t before = f.store->reads();
+  std::vector<std::byte> back(kBs);
+  for (uint64_t b = 0; b < read; ++b) {
+    REQUIRE(f.vol->Read(b * kBs, back, &done).ok());
+    CHECK(std::memcmp(back.data(), data.data() + b * kBs, kBs) == 0);
+  }
+  return f.store->reads() - before;
+}
 }  // namespace
 
 TEST_CASE("unaligned writes and reads round-trip through the cache") {
@@ -112,21 +128,12 @@ TEST_CASE("a cache smaller than the data evicts, writes dirty victims back, and 
 TEST_CASE("the fast path: hits never reach the engine; a sequential reader is read ahead of") {
   Fixture f(256 * kBs, 64, 8);
   f.vol->set_readahead_max(64 * kBs);
-  auto data = Pattern(256 * kBs, 8);
-  size_t done;
-  REQUIRE(f.vol->Write(0, data, &done).ok());
-  REQUIRE(f.vol->DropCache().ok());
-  const uint64_t reads_before = f.store->reads();
-  std::vector<std::byte> back(kBs);
-  for (uint64_t b = 0; b < 128; ++b) {
-    REQUIRE(f.vol->Read(b * kBs, back, &done).ok());
-    CHECK(std::memcmp(back.data(), data.data() + b * kBs, kBs) == 0);
-  }
+  const uint64_t store_reads = ReadThrough(f, 256, 128, 8);
   const CacheCounters c = f.vol->stats().cache;
   CHECK(c.readahead_blocks > 0);
   CHECK(c.readahead_hits > 0);
   CHECK(c.hits == c.readahead_hits);  // every hit was a block read ahead
-  CHECK(f.store->reads() - reads_before <= 128 + 64);  // each block read from the store once
+  CHECK(store_reads <= 128 + 64);  // each block read from the store once
 }
 
 TEST_CASE("read-ahead is at most a quarter of the cache, whatever is asked for") {
@@ -135,17 +142,7 @@ TEST_CASE("read-ahead is at most a quarter of the cache, whatever is asked for")
   CHECK(f.vol->readahead_max() == 8 * kBs);
   // A sequential reader through 16 times the cache: each block comes from
   // the store about once, not read ahead and evicted before it is read.
-  auto data = Pattern(512 * kBs, 9);
-  size_t done;
-  REQUIRE(f.vol->Write(0, data, &done).ok());
-  REQUIRE(f.vol->DropCache().ok());
-  const uint64_t reads_before = f.store->reads();
-  std::vector<std::byte> back(kBs);
-  for (uint64_t b = 0; b < 512; ++b) {
-    REQUIRE(f.vol->Read(b * kBs, back, &done).ok());
-    REQUIRE(std::memcmp(back.data(), data.data() + b * kBs, kBs) == 0);
-  }
-  CHECK(f.store->reads() - reads_before <= 512 + 8);
+  CHECK(ReadThrough(f, 512, 512, 9) <= 512 + 8);
   CHECK(f.vol->stats().cache.readahead_hits > 0);
 }
 

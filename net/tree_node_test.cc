@@ -252,47 +252,13 @@ TEST_CASE("threads on two leaves and the root race on a few blocks: the history 
   CHECK_MESSAGE(r.violations == 0, (r.details.empty() ? std::string() : r.details[0]));
 }
 
-namespace {
-// A store whose writes and syncs take a while, and that counts how many of
-// them were ever under way at once.
-class SlowWriteStore final : public BlockStore {
- public:
-  explicit SlowWriteStore(BlockStore* inner) : inner_(inner) {}
-  uint64_t size() const override { return inner_->size(); }
-  uint32_t block_size() const override { return inner_->block_size(); }
-  bool can_write() const override { return inner_->can_write(); }
-  Status ReadBlock(uint64_t block, std::span<std::byte> out) override { return inner_->ReadBlock(block, out); }
-  Status WriteBlock(uint64_t block, std::span<const std::byte> in) override {
-    return Slowly([&] { return inner_->WriteBlock(block, in); });
-  }
-  Status WriteBlocks(uint64_t first, std::span<const std::byte> in) override {
-    return Slowly([&] { return inner_->WriteBlocks(first, in); });
-  }
-  Status Sync() override { return Slowly([&] { return inner_->Sync(); }); }
-  int most_at_once() const { return most_.load(); }
-
- private:
-  template <typename F>
-  Status Slowly(F f) {
-    const int now = ++running_;
-    for (int m = most_.load(); now > m && !most_.compare_exchange_weak(m, now);) {
-    }
-    std::this_thread::sleep_for(2ms);
-    Status st = f();
-    --running_;
-    return st;
-  }
-  BlockStore* inner_;
-  std::atomic<int> running_{0}, most_{0};
-};
-}  // namespace
-
 TEST_CASE("the root's store writes and syncs run one at a time, in the order asked for") {
   // Two writes of one block side by side could land older-last (two
   // barriers' write-backs can both ask for it); so none overlap at all.
   MemStore mem{256 * kBs, kBs};
-  auto slow = std::make_unique<SlowWriteStore>(&mem);
-  SlowWriteStore* probe = slow.get();
+  auto slow = std::make_unique<FaultStore>(&mem);
+  slow->Delay(2ms);  // long enough for writes asked together to overlap if they may
+  FaultStore* probe = slow.get();
   Node root(TreeNodeOptions{"", "", {}, 5000ms}, Cfg(100, 1), std::move(slow));
   REQUIRE(root.Start().ok());
   // Blocks far apart: each is its own store write, all asked for at once.
@@ -302,7 +268,7 @@ TEST_CASE("the root's store writes and syncs run one at a time, in the order ask
     for (int i = 0; i < 3; ++i) syncs.emplace_back([&] { CHECK(root.volume->Flush().ok()); });
     for (auto& t : syncs) t.join();
   }
-  CHECK(probe->most_at_once() == 1);
+  CHECK(probe->most_writes_at_once() == 1);
   std::vector<std::byte> all = mem.Contents();
   for (uint64_t b = 0; b < 256; b += 8) {
     CAPTURE(b);
