@@ -230,20 +230,22 @@ void Replica::Pump(uint64_t block, Time now) {
   }
   // By key: Advance may have added runs for other blocks, and a rehash
   // moves nothing but iterators (`run` itself stays valid).
-  if (run.jobs.empty() && run.acks == 0 && !run.waiting_parent && !run.recall && run.store_ops == 0) {
-    runs_.erase(block);
-    // No longer pinned: its slot may be what a waiting block needs.
-    const uint32_t set = table_->SetOf(block);
-    if (auto w = set_waiters_.find(set); w != set_waiters_.end()) {
-      wake_.insert(wake_.end(), w->second.begin(), w->second.end());
-      set_waiters_.erase(w);
-    }
-    // A slot that lost its copy and has nothing else goes now.
-    BlockTable::Locked locked = table_->Lock(block);
-    BlockTable::Slot* s = locked.Find(block);
-    if (s && !s->valid && BlockTable::Droppable(*s) && table_->HeldOf(*s) == (cfg_.is_root ? Perm::kWrite : Perm::kNone))
-      table_->Free(locked, s);
+  if (run.jobs.empty() && run.acks == 0 && !run.waiting_parent && !run.recall && run.store_ops == 0) RetireRun(block);
+}
+
+void Replica::RetireRun(uint64_t block) {
+  runs_.erase(block);
+  // No longer pinned: its slot may be what a waiting block needs.
+  const uint32_t set = table_->SetOf(block);
+  if (auto w = set_waiters_.find(set); w != set_waiters_.end()) {
+    wake_.insert(wake_.end(), w->second.begin(), w->second.end());
+    set_waiters_.erase(w);
   }
+  // A slot that lost its copy and has nothing else goes now.
+  BlockTable::Locked locked = table_->Lock(block);
+  BlockTable::Slot* s = locked.Find(block);
+  if (s && !s->valid && BlockTable::Droppable(*s) && table_->HeldOf(*s) == (cfg_.is_root ? Perm::kWrite : Perm::kNone))
+    table_->Free(locked, s);
 }
 
 void Replica::Park(uint64_t block, BlockRun& run) {

@@ -450,7 +450,7 @@ uint64_t Replica::ReadLocal(uint64_t block, Time now) {
   g.local = GrantJob::Local::kRead;
   g.want = Perm::kRead;
   j.kind = std::move(g);
-  Enqueue(block, std::move(j), now);
+  if (!table_ || block >= block_count() || !AskForNewBlock(block, j, now)) Enqueue(block, std::move(j), now);
   AfterEvent();
   return op;
 }
@@ -464,7 +464,7 @@ void Replica::PrefetchLocal(uint64_t block, Time now) {
   g.want = Perm::kRead;
   j.kind = std::move(g);
   table_->CountReadahead(1);
-  Enqueue(block, std::move(j), now);
+  if (!AskForNewBlock(block, j, now)) Enqueue(block, std::move(j), now);
   AfterEvent();
 }
 

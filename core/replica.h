@@ -337,6 +337,9 @@ class Replica final : private WriterLock::Host, private SyncBarrier::Host {
   // ---- block_queue.cc ----
   void Enqueue(uint64_t block, Job job, Time now);
   void Pump(uint64_t block, Time now);
+  // The block's queue is empty and waits for nothing: it goes, and
+  // whatever waited for room in its set is woken.
+  void RetireRun(uint64_t block);
   void PumpAll(Time now);
   bool Advance(uint64_t block, Job& j, Time now);  // true when the job is finished
   // Room for `block` in the table; false (and the run waits) when there is
@@ -391,10 +394,12 @@ class Replica final : private WriterLock::Host, private SyncBarrier::Host {
   bool AdvanceGrant(uint64_t block, Job& j, GrantJob& g, Time now);
   bool AdvanceRelease(uint64_t block, Job& j, Time now);
   void AskParent(uint64_t block, Job& j, const GrantJob& g, Time now);
+  bool AskForNewBlock(uint64_t block, Job& j, Time now);
   void Invalidate(uint64_t block, LinkId child, Perm to, Time now);
   void UpstreamReply(uint64_t block, Job& j, const Call& call, const Status& st, const Message& reply, Time now);
   bool BlockedByFailed(uint64_t block, Perm want, LinkId except) const;
   bool TakeGranted(RangeAdapter::Granted& g, const Message& part, Time now);
+  bool FinishLoneRead(BlockRun& run, BlockTable::Slot& s, Time now, uint64_t* op);
   void TakeGrantIn(BlockTable::Locked& set, BlockTable::Slot& s, Time asked, const Message& grant, const Bytes* data,
                    std::optional<uint64_t> version);
 

@@ -11,7 +11,21 @@ Replica& SimNet::AddRoot(const std::string& name, ReplicaConfig cfg) {
   n.store = std::make_unique<MemStore>(cfg.volume_size, cfg.block_size);
   n.faults = std::make_unique<FaultStore>(n.store.get());
   n.replica = std::make_unique<Replica>(cfg);
+  SinkReads(n);
   return *n.replica;
+}
+
+// Local reads' bytes are taken at the grant, as TreeNode takes them on a
+// mount, so that the simulations run the engine's way of handing them over.
+// They join the read's completion when it is collected.
+void SimNet::SinkReads(SimNode& n) {
+  n.replica->SetReadSink([&n](uint64_t op, std::span<const uint8_t> block) {
+    uint8_t* w;
+    Bytes copy = Bytes::Allocate(block.size(), &w);
+    std::copy(block.begin(), block.end(), w);
+    n.sunk[op] = std::move(copy);
+    return true;
+  });
 }
 
 Replica& SimNet::AddNode(const std::string& name, ReplicaConfig cfg, const std::string& parent,
@@ -25,6 +39,7 @@ Replica& SimNet::AddNode(const std::string& name, ReplicaConfig cfg, const std::
   p.children[n.link_at_parent] = name;
   cfg.is_root = false;
   n.replica = std::make_unique<Replica>(cfg);
+  SinkReads(n);
   return *n.replica;
 }
 
@@ -42,6 +57,10 @@ void SimNet::Collect(const std::string& name) {
     if (it != n.children.end()) CloseLink(name, std::string(it->second));  // a copy: the entry goes
   }
   for (LocalDone& d : e.done) {
+    if (auto it = n.sunk.find(d.op); it != n.sunk.end()) {
+      if (d.data.empty()) d.data = std::move(it->second);
+      n.sunk.erase(it);
+    }
     n.done[d.op] = d.status;
     if (!d.data.empty() && record_reads_) n.reads[d.op] = d.data.ToVector();
     if (on_done) on_done(name, d);

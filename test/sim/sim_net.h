@@ -110,6 +110,7 @@ class SimNet {
     std::unique_ptr<Replica> replica;
     std::map<uint64_t, Status> done;
     std::map<uint64_t, std::vector<uint8_t>> reads;
+    std::map<uint64_t, Bytes> sunk;  // a read's bytes, taken at its grant, until it completes
     bool down = false;
     bool link_lost = false;  // the parent closed our link while we were down
     // While it was down: links to children that closed, and calls of its
@@ -132,6 +133,7 @@ class SimNet {
   };
 
   SimNode& node(const std::string& name) { return nodes_.at(name); }
+  void SinkReads(SimNode& n);
   void Collect(const std::string& name);
   void Deliver(const Delivery& d);
   void TickAll();
