@@ -190,19 +190,23 @@ void Replica::AskParent(uint64_t block, Job& j, const GrantJob& g, Time now) {
   runs_[block].waiting_parent = true;
 }
 
-// A read or read-ahead of a block with no slot here and nothing queued,
-// asked of the parent at once: what Pump and AdvanceGrant would do with the
-// new queue's only job (a fresh slot holds no permission and no grants, so
-// Step() asks the parent, for the bytes), without their many looks at the
-// block. False, the job untouched, when anything could make them do
-// otherwise; it then takes the general way.
+// A read, read-ahead or whole-block write of a block with no slot here and
+// nothing queued, asked of the parent at once: what Pump and AdvanceGrant
+// would do with the new queue's only job (a fresh slot holds no permission
+// and no grants, so Step() asks the parent: a GET for the bytes, or a LOCK
+// for a write that needs none), without their many looks at the block.
+// False, the job untouched, when anything could make them do otherwise; it
+// then takes the general way.
 bool Replica::AskForNewBlock(uint64_t block, Job& j, Time now) {
-  if (cfg_.is_root || !connected_ || rejoining_ || kernel_fenced_ || j.hops == 0 || !LeaseValid(now) ||
+  const GrantJob* g = j.as<GrantJob>();
+  if (!g || cfg_.is_root || !connected_ || rejoining_ || kernel_fenced_ || j.hops == 0 || !LeaseValid(now) ||
       upstream_in_flight_ >= UpstreamWindow() || !window_waiters_.empty() || runs_.count(block))
     return false;
+  const bool whole_write = g->local == GrantJob::Local::kWrite && !NeedsBytes(*g, block_size());
+  if (g->want != (whole_write ? Perm::kWrite : Perm::kRead)) return false;
   if (table_->Lock(block).Find(block)) return false;  // (the lock goes with the statement)
   if (!InstallNow(block, now)) return false;
-  Message up = Upstream(j, IoOp::kGet, block, Perm::kRead);
+  Message up = Upstream(j, whole_write ? IoOp::kLock : IoOp::kGet, block, g->want);
   j.sent = now;
   if (j.local_op) local_ops_[j.local_op] = block;
   BlockRun& run = runs_[block];
@@ -326,13 +330,13 @@ void Replica::TakeGrantIn(BlockTable::Locked& set, BlockTable::Slot& s, Time ask
 bool Replica::TakeGranted(RangeAdapter::Granted& g, const Message& part, Time now) {
   auto it = calls_.find(g.call_id);
   if (it == calls_.end() || it->second.kind != CallKind::kUpstream || it->second.version != 0 || rejoining_ ||
-      g.data.size() != block_size() || it->second.block != g.block)
+      (!g.data.empty() && g.data.size() != block_size()) || it->second.block != g.block)
     return false;
   const Call call = it->second;
   auto r = runs_.find(call.block);
   if (r == runs_.end() || r->second.jobs.empty() || !r->second.jobs.front().as<GrantJob>()) return false;
   BlockRun& run = r->second;
-  uint64_t read_done = 0;  // the local read finished here, if any
+  uint64_t done = 0;  // the local operation finished here, if any
   bool finished = false;
   {
     BlockTable::Locked set = table_->Lock(call.block);
@@ -341,8 +345,8 @@ bool Replica::TakeGranted(RangeAdapter::Granted& g, const Message& part, Time no
     calls_.erase(it);
     parent_lease_.Heard(now);
     if (part.hb_ttl_ms) parent_lease_.Renewed(call.sent, *part.hb_ttl_ms);
-    TakeGrantIn(set, *s, call.sent, part, &g.data, g.version);
-    finished = FinishLoneRead(run, *s, now, &read_done);
+    TakeGrantIn(set, *s, call.sent, part, g.data.empty() ? nullptr : &g.data, g.version);
+    finished = FinishLone(set, run, *s, now, &done);
   }
   UpstreamDone();
   run.waiting_parent = false;
@@ -350,33 +354,49 @@ bool Replica::TakeGranted(RangeAdapter::Granted& g, const Message& part, Time no
     Pump(call.block, now);
     return true;
   }
-  CompleteLocalOp(read_done, Status::Ok());
+  CompleteLocalOp(done, Status::Ok());
   RetireRun(call.block);
   return true;
 }
 
-// A read or read-ahead that was the block's only job, its grant just taken
-// into the slot (the set locked): done here, as AdvanceGrant would do it
-// when its queue is pumped, with no second look at the block. Only when
-// nothing could make that look come out otherwise: no other job, no
-// recall, no children's grants on the block (so Step() grants a local
-// READ on what we hold), a valid lease and copy, and no kernel pages to
-// account for. A read's bytes go to its caller now; *op is then the
-// operation to complete once the lock is let go.
-bool Replica::FinishLoneRead(BlockRun& run, BlockTable::Slot& s, Time now, uint64_t* op) {
+// A read, read-ahead or whole-block write that was the block's only job,
+// its grant just taken into the slot (the set locked): done here, as
+// AdvanceGrant would do it when its queue is pumped, with no second look
+// at the block. Only when nothing could make that look come out
+// otherwise: no other job, no recall, no children's grants on the block
+// (so Step() grants local access to what we hold), a valid lease (and
+// copy, for a read), no kernel pages to account for. A read's bytes go to
+// its caller now, a write's into the slot; *op is then the operation to
+// complete once the lock is let go.
+bool Replica::FinishLone(BlockTable::Locked& set, BlockRun& run, BlockTable::Slot& s, Time now, uint64_t* op) {
   Job& head = run.jobs.front();
-  const GrantJob* g = head.as<GrantJob>();
-  if (run.jobs.size() != 1 || !g || head.from != kLocal || head.cancelled || g->want != Perm::kRead ||
-      (g->local != GrantJob::Local::kRead && g->local != GrantJob::Local::kPrefetch) || cfg_.kernel_cache ||
-      run.acks != 0 || run.recall || run.store_ops != 0 || now < run.retry_at || !connected_ || !s.valid ||
-      (s.holders & ~children_.stale_mask()) != 0 || !s.data || HeldIn(s, now) < Perm::kRead)
+  GrantJob* g = head.as<GrantJob>();
+  if (run.jobs.size() != 1 || !g || head.from != kLocal || head.cancelled || head.durable || cfg_.kernel_cache ||
+      cfg_.is_root || run.acks != 0 || run.recall || run.store_ops != 0 || now < run.retry_at || !connected_ ||
+      (s.holders & ~children_.stale_mask()) != 0 || !s.data || HeldIn(s, now) < g->want)
     return false;
-  if (g->local == GrantJob::Local::kPrefetch) {
-    s.prefetched = true;
-  } else if (!read_sink_ || !read_sink_(head.local_op, {s.data, block_size()})) {
-    return false;  // the general way hands the bytes over in the completion
-  } else {
-    *op = head.local_op;
+  switch (g->local) {
+    case GrantJob::Local::kPrefetch:
+      if (g->want != Perm::kRead || !s.valid) return false;
+      s.prefetched = true;
+      break;
+    case GrantJob::Local::kRead:
+      if (g->want != Perm::kRead || !s.valid || !read_sink_ || !read_sink_(head.local_op, {s.data, block_size()}))
+        return false;  // the general way hands the bytes over in the completion
+      *op = head.local_op;
+      break;
+    case GrantJob::Local::kWrite:
+      if (g->want != Perm::kWrite || NeedsBytes(*g, block_size())) return false;
+      std::memcpy(s.data, g->data->data(), block_size());
+      s.valid = true;
+      s.prefetched = false;
+      ++s.writes;
+      s.version = 0;
+      set.MarkDirty(&s);
+      *op = head.local_op;
+      break;
+    default:
+      return false;
   }
   run.jobs.clear();
   return true;

@@ -423,7 +423,7 @@ std::vector<RangeAdapter::Answer> RangeAdapter::SplitReply(uint64_t call_id, con
     return out;
   }
   size_t next_data = 0;
-  const bool plain = granted && reply.opcode == Opcode::kOkReply && reply.data && !reply.mask && !reply.status;
+  const bool plain = granted && reply.opcode == Opcode::kOkReply && !reply.mask && !reply.status;
   for (uint64_t k = 0; k < n; ++k) {
     const uint64_t i = first - rc.first + k;
     const bool has = reply.data && (!reply.mask || ((*reply.mask)[k / 8] >> (k % 8) & 1));

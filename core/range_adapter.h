@@ -80,13 +80,14 @@ class RangeAdapter {
     Message reply;
   };
   // With `granted`, the blocks of an OK part with DATA for each (the usual
-  // answer to a GET range) come out there instead, without a Message each;
-  // BlockReply makes one when the caller needs it after all.
+  // answer to a GET range), or with no DATA at all (to a LOCK range), come
+  // out there instead, without a Message each; BlockReply makes one when
+  // the caller needs it after all.
   struct Granted {
     uint64_t call_id;
     uint64_t block;
     std::optional<uint64_t> version;
-    Bytes data;
+    Bytes data;  // empty: the part carried no DATA
   };
   std::vector<Answer> SplitReply(uint64_t call_id, const Status& st, const Message& reply,
                                  std::vector<Granted>* granted = nullptr);

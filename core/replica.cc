@@ -78,8 +78,11 @@ void Replica::OnReply(uint64_t call_id, const Status& st, const Message& reply, 
     for (RangeAdapter::Answer& a : ranges_.SplitReply(call_id, st, reply, &granted))
       HandleReply(a.call_id, a.status, a.reply, now);
     for (RangeAdapter::Granted& g : granted)
-      if (!TakeGranted(g, reply, now))
-        HandleReply(g.call_id, Status::Ok(), RangeAdapter::BlockReply(reply, g.block, g.version, std::move(g.data)), now);
+      if (!TakeGranted(g, reply, now)) {
+        std::optional<Bytes> data;
+        if (!g.data.empty()) data = std::move(g.data);
+        HandleReply(g.call_id, Status::Ok(), RangeAdapter::BlockReply(reply, g.block, g.version, std::move(data)), now);
+      }
   } else {
     HandleReply(call_id, st, reply, now);
   }
@@ -482,7 +485,7 @@ uint64_t Replica::WriteLocal(uint64_t block, size_t offset, Bytes data, Time now
   g.offset = offset;
   g.data = std::move(data);
   j.kind = std::move(g);
-  Enqueue(block, std::move(j), now);
+  if (!table_ || block >= block_count() || !AskForNewBlock(block, j, now)) Enqueue(block, std::move(j), now);
   AfterEvent();
   return op;
 }

@@ -399,7 +399,7 @@ class Replica final : private WriterLock::Host, private SyncBarrier::Host {
   void UpstreamReply(uint64_t block, Job& j, const Call& call, const Status& st, const Message& reply, Time now);
   bool BlockedByFailed(uint64_t block, Perm want, LinkId except) const;
   bool TakeGranted(RangeAdapter::Granted& g, const Message& part, Time now);
-  bool FinishLoneRead(BlockRun& run, BlockTable::Slot& s, Time now, uint64_t* op);
+  bool FinishLone(BlockTable::Locked& set, BlockRun& run, BlockTable::Slot& s, Time now, uint64_t* op);
   void TakeGrantIn(BlockTable::Locked& set, BlockTable::Slot& s, Time asked, const Message& grant, const Bytes* data,
                    std::optional<uint64_t> version);
 
