@@ -19,7 +19,9 @@ namespace vshare {
 class ControlPath {
  public:
   struct BlockOp {
-    enum class Kind { kRead, kWrite };
+    // kFlushDurable (sync writes): the block's bytes reach the root's store
+    // durably; queued behind a write of the same block in the same call.
+    enum class Kind { kRead, kWrite, kFlushDurable };
     Kind kind = Kind::kRead;
     uint64_t block = 0;
     size_t offset = 0;            // within the block
@@ -34,8 +36,6 @@ class ControlPath {
   virtual Status Run(std::span<BlockOp> ops) = 0;
   // Semi-sync: each block's bytes reach the parent as well (FORWARD).
   virtual Status Forward(std::span<const uint64_t> blocks) = 0;
-  // Sync: each block's bytes reach the root's store durably.
-  virtual Status FlushDurable(std::span<const uint64_t> blocks) = 0;
   // Read-ahead: make `count` blocks from `first` readable here; no wait.
   virtual void Prefetch(uint64_t first, uint64_t count) = 0;
   // The sync barrier (fsync).

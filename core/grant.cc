@@ -355,15 +355,16 @@ bool Replica::TakeGranted(RangeAdapter::Granted& g, const Message& part, Time no
     return true;
   }
   CompleteLocalOp(done, Status::Ok());
-  RetireRun(call.block);
+  if (run.jobs.empty()) RetireRun(call.block);
+  else Pump(call.block, now);  // what queued behind it (a sync write's flush)
   return true;
 }
 
-// A read, read-ahead or whole-block write that was the block's only job,
-// its grant just taken into the slot (the set locked): done here, as
-// AdvanceGrant would do it when its queue is pumped, with no second look
-// at the block. Only when nothing could make that look come out
-// otherwise: no other job, no recall, no children's grants on the block
+// A read, read-ahead or whole-block write at the head of the block's
+// queue, its grant just taken into the slot (the set locked): done here,
+// as AdvanceGrant would do it when its queue is pumped, with no second
+// look at the block. Only when nothing could make that look come out
+// otherwise: no recall, no children's grants on the block
 // (so Step() grants local access to what we hold), a valid lease (and
 // copy, for a read), no kernel pages to account for. A read's bytes go to
 // its caller now, a write's into the slot; *op is then the operation to
@@ -371,7 +372,7 @@ bool Replica::TakeGranted(RangeAdapter::Granted& g, const Message& part, Time no
 bool Replica::FinishLone(BlockTable::Locked& set, BlockRun& run, BlockTable::Slot& s, Time now, uint64_t* op) {
   Job& head = run.jobs.front();
   GrantJob* g = head.as<GrantJob>();
-  if (run.jobs.size() != 1 || !g || head.from != kLocal || head.cancelled || head.durable || cfg_.kernel_cache ||
+  if (!g || head.from != kLocal || head.cancelled || head.durable || cfg_.kernel_cache ||
       cfg_.is_root || run.acks != 0 || run.recall || run.store_ops != 0 || now < run.retry_at || !connected_ ||
       (s.holders & ~children_.stale_mask()) != 0 || !s.data || HeldIn(s, now) < g->want)
     return false;
@@ -398,7 +399,7 @@ bool Replica::FinishLone(BlockTable::Locked& set, BlockRun& run, BlockTable::Slo
     default:
       return false;
   }
-  run.jobs.clear();
+  run.jobs.erase(run.jobs.begin());
   return true;
 }
 

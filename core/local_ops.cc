@@ -19,6 +19,9 @@ LocalStarts StartsFor(std::span<const ControlPath::BlockOp> ops) {
     if (op.kind == ControlPath::BlockOp::Kind::kRead) {
       out.starts.push_back([b](Replica& r, Time now) { return r.ReadLocal(b, now); });
       out.outs.push_back(op.out);
+    } else if (op.kind == ControlPath::BlockOp::Kind::kFlushDurable) {
+      out.starts.push_back([b](Replica& r, Time now) { return r.FlushLocal(b, Perm::kWrite, now, /*durable=*/true); });
+      out.outs.push_back(nullptr);
     } else {
       std::memcpy(w + at, op.in, op.length);
       Bytes slice = written.Slice(at, op.length);

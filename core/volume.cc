@@ -166,14 +166,20 @@ Status Volume::Write(uint64_t offset, std::span<const std::byte> in, size_t* don
     pos += n;
   }
   Status st;
-  if (misses.n > 0) {
-    table_->CountMisses(misses.n);
-    st = control_->Run(misses.span());
+  const size_t missed = misses.n;
+  if (missed > 0) table_->CountMisses(missed);
+  if (write_mode_ == WriteMode::kSync) {
+    // The durable flushes go in the same call, each queued behind its
+    // block's write if that missed: a block whose permission came goes up
+    // at once, without waiting for the others or a trip back here.
+    for (uint64_t b = offset / bs; b <= (end - 1) / bs; ++b)
+      misses.Add({ControlPath::BlockOp::Kind::kFlushDurable, b, 0, 0, nullptr, nullptr});
   }
-  if (st.ok() && write_mode_ != WriteMode::kAsync) {
+  if (misses.n > 0) st = control_->Run(misses.span());
+  if (st.ok() && write_mode_ == WriteMode::kSemiSync) {
     std::vector<uint64_t> blocks;
     for (uint64_t b = offset / bs; b <= (end - 1) / bs; ++b) blocks.push_back(b);
-    st = write_mode_ == WriteMode::kSemiSync ? control_->Forward(blocks) : control_->FlushDurable(blocks);
+    st = control_->Forward(blocks);
   }
   if (st.ok()) *done = end - offset;
   Record(false, start, *done, st);

@@ -75,13 +75,6 @@ Status TreeNode::Forward(std::span<const uint64_t> blocks) {
   return RunLocal(std::move(starts));
 }
 
-Status TreeNode::FlushDurable(std::span<const uint64_t> blocks) {
-  std::vector<Starter> starts;
-  for (uint64_t b : blocks)
-    starts.push_back([b](Replica& r, Time now) { return r.FlushLocal(b, Perm::kWrite, now, /*durable=*/true); });
-  return RunLocal(std::move(starts));
-}
-
 void TreeNode::Prefetch(uint64_t first, uint64_t count) {
   if (stopped_) return;
   asio::post(io_, [this, first, count] {

@@ -94,7 +94,6 @@ class TreeNode final : public ControlPath {
   // ---- ControlPath ----
   Status Run(std::span<BlockOp> ops) override;
   Status Forward(std::span<const uint64_t> blocks) override;
-  Status FlushDurable(std::span<const uint64_t> blocks) override;
   void Prefetch(uint64_t first, uint64_t count) override;
   Status Sync() override;
   Status DropAll() override;

@@ -60,13 +60,6 @@ Status InlineControl::Run(std::span<BlockOp> ops) {
 
 Status InlineControl::Forward(std::span<const uint64_t>) { return Status::Ok(); }  // a root has no parent
 
-Status InlineControl::FlushDurable(std::span<const uint64_t> blocks) {
-  std::lock_guard lock(mu_);
-  std::vector<Starter> starts;
-  for (uint64_t b : blocks) starts.push_back([b](Replica& r, Time now) { return r.FlushLocal(b, Perm::kWrite, now, true); });
-  return RunAll(starts);
-}
-
 void InlineControl::Prefetch(uint64_t first, uint64_t count) {
   std::lock_guard lock(mu_);
   for (uint64_t b = first; b < first + count; ++b) replica_.PrefetchLocal(b, Now());

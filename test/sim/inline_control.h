@@ -23,7 +23,6 @@ class InlineControl final : public ControlPath {
 
   Status Run(std::span<BlockOp> ops) override;
   Status Forward(std::span<const uint64_t> blocks) override;
-  Status FlushDurable(std::span<const uint64_t> blocks) override;
   void Prefetch(uint64_t first, uint64_t count) override;
   Status Sync() override;
   Status DropAll() override;
