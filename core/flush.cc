@@ -138,6 +138,78 @@ bool Replica::AdvanceFlush(uint64_t block, Job& j, FlushJob& f, Time now) {
   return true;
 }
 
+// A flush of this node's own dirty bytes, for local access, with nothing
+// queued for the block: sent at once, as Pump and AdvanceFlush would send
+// it, with one look at the block. Only a flush that keeps WRITE (which
+// covers any child's grant, so nothing else decides what is kept) of a
+// block held WRITE; anything else takes the general way (false, the job
+// untouched).
+bool Replica::FlushNow(uint64_t block, Job& j, Time now) {
+  FlushJob* f = j.as<FlushJob>();
+  if (!f || !f->own || f->forward || f->keep != Perm::kWrite || j.from != kLocal || cfg_.is_root || !connected_ ||
+      rejoining_ || j.hops == 0 || upstream_in_flight_ >= UpstreamWindow() || !window_waiters_.empty() ||
+      runs_.count(block))
+    return false;
+  {
+    BlockTable::Locked set = table_->Lock(block);
+    BlockTable::Slot* s = set.Find(block);
+    if (!s || !s->dirty || table_->HeldOf(*s) != Perm::kWrite) return false;
+    f->had = Perm::kWrite;
+    f->asked = Perm::kWrite;
+    f->writes = s->writes;
+    f->data = CopyBytes(*s);
+  }
+  Message up = Upstream(j, IoOp::kFlush, block, Perm::kWrite);
+  up.data = f->data;
+  f->stage = FlushJob::Stage::kSent;
+  if (j.local_op) local_ops_[j.local_op] = block;
+  BlockRun& run = runs_[block];
+  run.jobs.push_back(std::move(j));
+  CallUpstream(block, run.jobs.back(), std::move(up), now);
+  return true;
+}
+
+// The parent's OK to such a flush, a part of a range answer: taken as
+// AdvanceFlush takes it once the queue is pumped, in one look at the
+// block. Not when the parent left us nothing (the copy goes: the general
+// way), nor for a flush to send again.
+bool Replica::TakeFlushed(uint64_t call_id, const Call& call, BlockRun& run, const Message& part, Time now) {
+  Job& j = run.jobs.front();
+  FlushJob* f = j.as<FlushJob>();
+  // (Pumped, the queue would also wait for a recall, or the link.)
+  if (!f || f->stage != FlushJob::Stage::kSent || f->resend || !f->own || j.from != kLocal || run.acks != 0 ||
+      run.recall || run.store_ops != 0 || !connected_ || now < run.retry_at)
+    return false;
+  const Perm held = part.permissions ? std::min(f->asked, FromWire(part.permissions, Perm::kNone)) : f->asked;
+  if (held == Perm::kNone) return false;
+  {
+    BlockTable::Locked set = table_->Lock(call.block);
+    BlockTable::Slot* s = set.Find(call.block);
+    if (!s) return false;
+    calls_.erase(call_id);
+    parent_lease_.Heard(now);
+    if (part.hb_ttl_ms && !rejoining_) parent_lease_.Renewed(call.sent, *part.hb_ttl_ms);
+    BlockState st = Load(*s);
+    st.held = held;
+    StoreIn(*s, st);
+    if (part.ttl_ms) {
+      const Time until = j.sent + std::chrono::milliseconds(*part.ttl_ms);
+      s->expiry_ns = std::chrono::duration_cast<std::chrono::nanoseconds>(until.time_since_epoch()).count();
+    }
+    set.MarkCleanIf(s, f->writes);
+    if (held == f->asked) s->forwarded = false;  // our bytes reached the root (see AdvanceFlush)
+  }
+  if (held == f->asked) forwarded_.erase(call.block);
+  UpstreamDone();
+  run.waiting_parent = false;
+  const uint64_t op = j.local_op;
+  run.jobs.erase(run.jobs.begin());
+  CompleteLocalOp(op, Status::Ok());
+  if (run.jobs.empty()) RetireRun(call.block);
+  else Pump(call.block, now);
+  return true;
+}
+
 bool Replica::IsSyncChild(LinkId child) const {
   const auto f = children_.Flags(child);
   return f && (*f & connect_flags::kSyncWrite);

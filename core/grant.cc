@@ -322,11 +322,12 @@ void Replica::TakeGrantIn(BlockTable::Locked& set, BlockTable::Slot& s, Time ask
   if (version && !s.dirty) s.version = *version;
 }
 
-// The usual answer to a block of a GET range: OK, READ (or more), the
-// bytes. It is taken here as HandleReply and UpstreamReply would take it,
-// with the block's set locked once instead of once per field; anything
-// less usual (a revalidation, a dirty copy, a job of another kind) goes
-// the general way (false).
+// The usual answer to a block of a GET or LOCK range (OK, the permission,
+// the bytes for a GET), or of a FLUSH range (TakeFlushed). It is taken
+// here as HandleReply and UpstreamReply would take it, with the block's
+// set locked once instead of once per field; anything less usual (a
+// revalidation, a dirty copy, a job of another kind) goes the general way
+// (false).
 bool Replica::TakeGranted(RangeAdapter::Granted& g, const Message& part, Time now) {
   auto it = calls_.find(g.call_id);
   if (it == calls_.end() || it->second.kind != CallKind::kUpstream || it->second.version != 0 || rejoining_ ||
@@ -334,7 +335,9 @@ bool Replica::TakeGranted(RangeAdapter::Granted& g, const Message& part, Time no
     return false;
   const Call call = it->second;
   auto r = runs_.find(call.block);
-  if (r == runs_.end() || r->second.jobs.empty() || !r->second.jobs.front().as<GrantJob>()) return false;
+  if (r == runs_.end() || r->second.jobs.empty()) return false;
+  if (r->second.jobs.front().as<FlushJob>()) return g.data.empty() && TakeFlushed(g.call_id, call, r->second, part, now);
+  if (!r->second.jobs.front().as<GrantJob>()) return false;
   BlockRun& run = r->second;
   uint64_t done = 0;  // the local operation finished here, if any
   bool finished = false;

@@ -522,7 +522,7 @@ uint64_t Replica::FlushLocal(uint64_t block, Perm keep, Time now, bool durable) 
   f.own = true;
   f.keep = keep;
   j.kind = std::move(f);
-  Enqueue(block, std::move(j), now);
+  if (!table_ || block >= block_count() || !FlushNow(block, j, now)) Enqueue(block, std::move(j), now);
   AfterEvent();
   return op;
 }

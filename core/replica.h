@@ -400,6 +400,10 @@ class Replica final : private WriterLock::Host, private SyncBarrier::Host {
   bool BlockedByFailed(uint64_t block, Perm want, LinkId except) const;
   bool TakeGranted(RangeAdapter::Granted& g, const Message& part, Time now);
   bool FinishLone(BlockTable::Locked& set, BlockRun& run, BlockTable::Slot& s, Time now, uint64_t* op);
+  // flush.cc: a local flush sent at once, and the usual answer to it taken
+  // at once (TakeGranted), when nothing else could happen in between.
+  bool FlushNow(uint64_t block, Job& j, Time now);
+  bool TakeFlushed(uint64_t call_id, const Call& call, BlockRun& run, const Message& part, Time now);
   void TakeGrantIn(BlockTable::Locked& set, BlockTable::Slot& s, Time asked, const Message& grant, const Bytes* data,
                    std::optional<uint64_t> version);
 

@@ -1670,6 +1670,42 @@ TEST_CASE("ranges: neighbouring blocks travel as one request and one answer at e
   CHECK(t.net.replica("C").copies() == 8);       // the proxy kept them all
 }
 
+TEST_CASE("ranges: a sync write of a range is one LOCK and one FLUSH, and leaves the writer's copies clean") {
+  Fig7 t;
+  t.Join("E");
+  t.net.TakeLog();
+  const uint64_t syncs_before = t.root_syncs();
+  // What Volume::Write sends in sync mode: each whole block's write, then
+  // its durable flush, queued behind it, in one event.
+  std::vector<uint64_t> ops;
+  t.net.Act("E", [&](Replica& r, Time now) {
+    for (uint64_t b = 0; b < 8; ++b) ops.push_back(r.WriteLocal(b, 0, Fill(static_cast<char>('a' + b)), now));
+    for (uint64_t b = 0; b < 8; ++b) ops.push_back(r.FlushLocal(b, Perm::kWrite, now, /*durable=*/true));
+    return 0;
+  });
+  t.net.Run();
+  for (uint64_t op : ops) CHECK(t.net.done("E")[op].ok());
+  CHECK(t.net.TakeLog() == Log{
+      "E->C IO_REQUEST/LOCK vol=26924852 block=0 count=8 perm=WRITE",
+      "C->A IO_REQUEST/LOCK vol=32002 block=0 count=8 perm=WRITE",
+      "A->C OK_REPLY vol=32002 block=0 count=8 perm=WRITE ttl=1200000 hb_ttl=30000",
+      "C->E OK_REPLY vol=26924852 block=0 count=8 perm=WRITE ttl=1198000 hb_ttl=28000",
+      "E->C IO_REQUEST/FLUSH vol=26924852 block=0 count=8 perm=WRITE data",
+      "C->A IO_REQUEST/FLUSH vol=32002 block=0 count=8 perm=WRITE data",
+      "A->C OK_REPLY block=0 count=8",
+      "C->E OK_REPLY block=0 count=8",
+  });
+  CHECK(t.root_syncs() - syncs_before == 1);  // one sync for the range
+  for (uint64_t b = 0; b < 8; ++b) {
+    CAPTURE(b);
+    std::vector<std::byte> stored(kBs);
+    REQUIRE(t.net.store("A")->ReadBlock(b, stored).ok());
+    CHECK(std::memcmp(stored.data(), Fill(static_cast<char>('a' + b)).data(), kBs) == 0);
+    CHECK(!t.net.replica("E").IsDirty(b));  // the answer marked them clean
+    CHECK(t.net.replica("E").HeldAt(b, t.net.now()) == Perm::kWrite);  // and the writer goes on writing
+  }
+}
+
 TEST_CASE("ranges: the root reads a cold range from its store at once and answers it whole") {
   Fig7 t;
   t.Join("E");
