@@ -190,23 +190,36 @@ void Replica::AskParent(uint64_t block, Job& j, const GrantJob& g, Time now) {
   runs_[block].waiting_parent = true;
 }
 
-// A read, read-ahead or whole-block write of a block with no slot here and
-// nothing queued, asked of the parent at once: what Pump and AdvanceGrant
-// would do with the new queue's only job (a fresh slot holds no permission
-// and no grants, so Step() asks the parent: a GET for the bytes, or a LOCK
-// for a write that needs none), without their many looks at the block.
-// False, the job untouched, when anything could make them do otherwise; it
-// then takes the general way.
-bool Replica::AskForNewBlock(uint64_t block, Job& j, Time now) {
+// Local access to a block with nothing queued, asked of the parent at
+// once: what Pump and AdvanceGrant would do with the new queue's only job,
+// without their many looks at the block. Two cases, where Step() can only
+// ask the parent: a block with no slot here (a GET for a read or
+// read-ahead, a LOCK for a whole-block write), and a write to a clean copy
+// held READ under a valid grant that no child shares (a LOCK). False, the
+// job untouched, when anything could make the general way do otherwise.
+bool Replica::AskParentNow(uint64_t block, Job& j, Time now) {
   const GrantJob* g = j.as<GrantJob>();
   if (!g || cfg_.is_root || !connected_ || rejoining_ || kernel_fenced_ || j.hops == 0 || !LeaseValid(now) ||
       upstream_in_flight_ >= UpstreamWindow() || !window_waiters_.empty() || runs_.count(block))
     return false;
-  const bool whole_write = g->local == GrantJob::Local::kWrite && !NeedsBytes(*g, block_size());
-  if (g->want != (whole_write ? Perm::kWrite : Perm::kRead)) return false;
-  if (table_->Lock(block).Find(block)) return false;  // (the lock goes with the statement)
-  if (!InstallNow(block, now)) return false;
-  Message up = Upstream(j, whole_write ? IoOp::kLock : IoOp::kGet, block, g->want);
+  const bool write = g->local == GrantJob::Local::kWrite;
+  if (g->want != (write ? Perm::kWrite : Perm::kRead)) return false;
+  bool lock = write && !NeedsBytes(*g, block_size());
+  bool install = false;
+  {
+    BlockTable::Locked set = table_->Lock(block);
+    if (BlockTable::Slot* s = set.Find(block)) {
+      if (!write || !s->valid || s->dirty || s->busy || (s->holders & ~children_.stale_mask()) != 0 ||
+          HeldIn(*s, now) != Perm::kRead)
+        return false;
+      lock = true;  // the copy is here: only the permission is missing
+    } else {
+      install = true;
+    }
+  }
+  if (install && (!lock && write)) return false;  // a partial write to a block not here reads it first
+  if (install && !InstallNow(block, now)) return false;
+  Message up = Upstream(j, lock ? IoOp::kLock : IoOp::kGet, block, g->want);
   j.sent = now;
   if (j.local_op) local_ops_[j.local_op] = block;
   BlockRun& run = runs_[block];
@@ -390,8 +403,10 @@ bool Replica::FinishLone(BlockTable::Locked& set, BlockRun& run, BlockTable::Slo
       *op = head.local_op;
       break;
     case GrantJob::Local::kWrite:
-      if (g->want != Perm::kWrite || NeedsBytes(*g, block_size())) return false;
-      std::memcpy(s.data, g->data->data(), block_size());
+      if (g->want != Perm::kWrite || !g->data || g->offset + g->data->size() > block_size() ||
+          (NeedsBytes(*g, block_size()) && !s.valid))
+        return false;
+      std::memcpy(s.data + g->offset, g->data->data(), g->data->size());
       s.valid = true;
       s.prefetched = false;
       ++s.writes;

@@ -394,7 +394,7 @@ class Replica final : private WriterLock::Host, private SyncBarrier::Host {
   bool AdvanceGrant(uint64_t block, Job& j, GrantJob& g, Time now);
   bool AdvanceRelease(uint64_t block, Job& j, Time now);
   void AskParent(uint64_t block, Job& j, const GrantJob& g, Time now);
-  bool AskForNewBlock(uint64_t block, Job& j, Time now);
+  bool AskParentNow(uint64_t block, Job& j, Time now);
   void Invalidate(uint64_t block, LinkId child, Perm to, Time now);
   void UpstreamReply(uint64_t block, Job& j, const Call& call, const Status& st, const Message& reply, Time now);
   bool BlockedByFailed(uint64_t block, Perm want, LinkId except) const;

@@ -1706,6 +1706,34 @@ TEST_CASE("ranges: a sync write of a range is one LOCK and one FLUSH, and leaves
   }
 }
 
+TEST_CASE("ranges: partial writes to copies held READ take WRITE with one LOCK range and patch the copies") {
+  Fig7 t;
+  t.Join("E");
+  for (uint64_t op : t.ReadTogether("E", 6, 4)) REQUIRE(t.net.done("E")[op].ok());
+  t.net.TakeLog();
+  std::vector<uint64_t> ops;
+  t.net.Act("E", [&](Replica& r, Time now) {
+    for (uint64_t b = 6; b < 10; ++b) ops.push_back(r.WriteLocal(b, 100, std::vector<uint8_t>(10, 'x'), now));
+    return 0;
+  });
+  t.net.Run();
+  for (uint64_t op : ops) CHECK(t.net.done("E")[op].ok());
+  CHECK(t.net.TakeLog() == Log{
+      "E->C IO_REQUEST/LOCK vol=26924852 block=6 count=4 perm=WRITE",  // the bytes are here: no GET
+      "C->A IO_REQUEST/LOCK vol=32002 block=6 count=4 perm=WRITE",
+      "A->C OK_REPLY vol=32002 block=6 count=4 perm=WRITE ttl=1200000 hb_ttl=30000",
+      "C->E OK_REPLY vol=26924852 block=6 count=4 perm=WRITE ttl=1198000 hb_ttl=28000",
+  });
+  for (uint64_t b = 6; b < 10; ++b) {
+    CAPTURE(b);
+    std::vector<uint8_t> want = b == 7 ? Fill('o') : std::vector<uint8_t>(kBs, 0);
+    std::fill(want.begin() + 100, want.begin() + 110, 'x');
+    CHECK(CopyAt(t.net, "E", b) == want);
+    CHECK(t.net.replica("E").IsDirty(b));
+    CHECK(t.net.replica("E").HeldAt(b, t.net.now()) == Perm::kWrite);
+  }
+}
+
 TEST_CASE("ranges: the root reads a cold range from its store at once and answers it whole") {
   Fig7 t;
   t.Join("E");
