@@ -376,8 +376,8 @@ bool Replica::TakeGranted(RangeAdapter::Granted& g, const Message& part, Time no
   return true;
 }
 
-// A read, read-ahead or whole-block write at the head of the block's
-// queue, its grant just taken into the slot (the set locked): done here,
+// A read, read-ahead or write at the head of the block's queue, its
+// grant just taken into the slot (the set locked): done here,
 // as AdvanceGrant would do it when its queue is pumped, with no second
 // look at the block. Only when nothing could make that look come out
 // otherwise: no recall, no children's grants on the block
