@@ -49,8 +49,11 @@ void Replica::StoreIn(BlockTable::Slot& slot, const BlockState& st) {
 
 void Replica::SetExpiry(uint64_t block, Time until) {
   BlockTable::Locked set = table_->Lock(block);
-  if (BlockTable::Slot* s = set.Find(block))
-    s->expiry_ns = std::chrono::duration_cast<std::chrono::nanoseconds>(until.time_since_epoch()).count();
+  if (BlockTable::Slot* s = set.Find(block)) SetExpiryIn(*s, until);
+}
+
+void Replica::SetExpiryIn(BlockTable::Slot& s, Time until) {
+  s.expiry_ns = std::chrono::duration_cast<std::chrono::nanoseconds>(until.time_since_epoch()).count();
 }
 
 Time Replica::ExpiryOf(uint64_t block) const {

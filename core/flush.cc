@@ -119,23 +119,33 @@ bool Replica::AdvanceFlush(uint64_t block, Job& j, FlushJob& f, Time now) {
     Fail(j, up.status.value_or(WireStatus::kBusy), "the parent refused the FLUSH");
     return true;
   }
+  TakeFlushAnswer(block, j, f, up);
+  Finish(j, FlushAnswer(block, j, f));
+  return true;
+}
+
+// The parent's OK to our FLUSH, into the block's slot with one lock.
+void Replica::TakeFlushAnswer(uint64_t block, const Job& j, const FlushJob& f, const Message& up) {
   // The parent may leave us less than we asked to keep (a flush it found
   // stale, because a recall had already taken our data).
-  st.held = up.permissions ? std::min(f.asked, FromWire(up.permissions, Perm::kNone)) : f.asked;
-  Store(block, st);
-  if (up.ttl_ms) SetExpiry(block, j.sent + std::chrono::milliseconds(*up.ttl_ms));
-  if (st.held == Perm::kNone) {
-    DropCopy(block);
-  } else {
-    BlockTable::Locked set = table_->Lock(block);
-    if (BlockTable::Slot* s = set.Find(block)) set.MarkCleanIf(s, f.writes);
-  }
+  const Perm held = up.permissions ? std::min(f.asked, FromWire(up.permissions, Perm::kNone)) : f.asked;
   // Our bytes reached the root, newer than any we left with the parent
   // alone before (recall.cc, forward.cc): we answer for those no more.
   // Not when the parent found the flush stale: then they are still there.
-  if (f.own && st.held == f.asked) SetForwarded(block, false);
-  Finish(j, FlushAnswer(block, j, f));
-  return true;
+  const bool reached_root = f.own && held == f.asked;
+  {
+    BlockTable::Locked set = table_->Lock(block);
+    BlockTable::Slot* s = set.Find(block);
+    if (!s) return;
+    BlockState st = Load(*s);
+    st.held = held;
+    StoreIn(*s, st);
+    if (up.ttl_ms) SetExpiryIn(*s, j.sent + std::chrono::milliseconds(*up.ttl_ms));
+    if (held != Perm::kNone) set.MarkCleanIf(s, f.writes);
+    if (reached_root) s->forwarded = false;
+  }
+  if (reached_root) forwarded_.erase(block);
+  if (held == Perm::kNone) DropCopy(block);
 }
 
 // A flush of this node's own dirty bytes, for local access, with nothing
@@ -146,7 +156,7 @@ bool Replica::AdvanceFlush(uint64_t block, Job& j, FlushJob& f, Time now) {
 // untouched).
 bool Replica::FlushNow(uint64_t block, Job& j, Time now) {
   FlushJob* f = j.as<FlushJob>();
-  if (!f || !f->own || f->forward || f->keep != Perm::kWrite || j.from != kLocal || cfg_.is_root || !connected_ ||
+  if (!table_ || block >= block_count() || !f || !f->own || f->forward || f->keep != Perm::kWrite || j.from != kLocal || cfg_.is_root || !connected_ ||
       rejoining_ || j.hops == 0 || upstream_in_flight_ >= UpstreamWindow() || !window_waiters_.empty() ||
       runs_.count(block))
     return false;
@@ -170,43 +180,21 @@ bool Replica::FlushNow(uint64_t block, Job& j, Time now) {
 }
 
 // The parent's OK to such a flush, a part of a range answer: taken as
-// AdvanceFlush takes it once the queue is pumped, in one look at the
-// block. Not when the parent left us nothing (the copy goes: the general
-// way), nor for a flush to send again.
+// AdvanceFlush takes it once the queue is pumped, without pumping it. Not
+// for a flush to send again, nor while the queue would wait (a recall, the
+// link).
 bool Replica::TakeFlushed(uint64_t call_id, const Call& call, BlockRun& run, const Message& part, Time now) {
   Job& j = run.jobs.front();
   FlushJob* f = j.as<FlushJob>();
-  // (Pumped, the queue would also wait for a recall, or the link.)
   if (!f || f->stage != FlushJob::Stage::kSent || f->resend || !f->own || j.from != kLocal || run.acks != 0 ||
-      run.recall || run.store_ops != 0 || !connected_ || now < run.retry_at)
+      run.recall || run.store_ops != 0 || !connected_ || now < run.retry_at || !table_->Lock(call.block).Find(call.block))
     return false;
-  const Perm held = part.permissions ? std::min(f->asked, FromWire(part.permissions, Perm::kNone)) : f->asked;
-  if (held == Perm::kNone) return false;
-  {
-    BlockTable::Locked set = table_->Lock(call.block);
-    BlockTable::Slot* s = set.Find(call.block);
-    if (!s) return false;
-    calls_.erase(call_id);
-    parent_lease_.Heard(now);
-    if (part.hb_ttl_ms && !rejoining_) parent_lease_.Renewed(call.sent, *part.hb_ttl_ms);
-    BlockState st = Load(*s);
-    st.held = held;
-    StoreIn(*s, st);
-    if (part.ttl_ms) {
-      const Time until = j.sent + std::chrono::milliseconds(*part.ttl_ms);
-      s->expiry_ns = std::chrono::duration_cast<std::chrono::nanoseconds>(until.time_since_epoch()).count();
-    }
-    set.MarkCleanIf(s, f->writes);
-    if (held == f->asked) s->forwarded = false;  // our bytes reached the root (see AdvanceFlush)
-  }
-  if (held == f->asked) forwarded_.erase(call.block);
-  UpstreamDone();
+  TookAnswer(call_id, call, part, now);
+  TakeFlushAnswer(call.block, j, *f, part);
   run.waiting_parent = false;
   const uint64_t op = j.local_op;
   run.jobs.erase(run.jobs.begin());
-  CompleteLocalOp(op, Status::Ok());
-  if (run.jobs.empty()) RetireRun(call.block);
-  else Pump(call.block, now);
+  HeadDone(call.block, run, op, now);
   return true;
 }
 

@@ -30,6 +30,17 @@ static bool NeedsBytes(const GrantJob& g, uint32_t block_size) {
   }
 }
 
+// A local write's bytes, into its block's slot (the set locked), at the
+// instant it is granted.
+void Replica::ApplyWrite(BlockTable::Locked& set, BlockTable::Slot& s, const GrantJob& g) {
+  if (s.data) std::memcpy(s.data + g.offset, g.data->data(), g.data->size());
+  s.valid = true;
+  s.prefetched = false;
+  ++s.writes;
+  s.version = cfg_.is_root ? table_->NextVersion() : 0;
+  set.MarkDirty(&s);
+}
+
 bool Replica::AdvanceGrant(uint64_t block, Job& j, GrantJob& g, Time now) {
   const bool local = j.from == kLocal;
   if (local && j.cancelled) return true;  // its caller gave up: nothing to do
@@ -121,13 +132,7 @@ bool Replica::AdvanceGrant(uint64_t block, Job& j, GrantJob& g, Time now) {
       case GrantJob::Local::kWrite: {
         {
           BlockTable::Locked set = table_->Lock(block);
-          BlockTable::Slot* s = set.Find(block);
-          if (s->data) std::memcpy(s->data + g.offset, g.data->data(), g.data->size());
-          s->valid = true;
-          s->prefetched = false;
-          ++s->writes;
-          s->version = cfg_.is_root ? table_->NextVersion() : 0;
-          set.MarkDirty(s);
+          ApplyWrite(set, *set.Find(block), g);
         }
         if (cfg_.is_root && cfg_.write_through) {  // the other root must find it in the store
           StartDurability({block}, 0, block, /*sync=*/false);
@@ -199,7 +204,7 @@ void Replica::AskParent(uint64_t block, Job& j, const GrantJob& g, Time now) {
 // job untouched, when anything could make the general way do otherwise.
 bool Replica::AskParentNow(uint64_t block, Job& j, Time now) {
   const GrantJob* g = j.as<GrantJob>();
-  if (!g || cfg_.is_root || !connected_ || rejoining_ || kernel_fenced_ || j.hops == 0 || !LeaseValid(now) ||
+  if (!table_ || block >= block_count() || !g || cfg_.is_root || !connected_ || rejoining_ || kernel_fenced_ || j.hops == 0 || !LeaseValid(now) ||
       upstream_in_flight_ >= UpstreamWindow() || !window_waiters_.empty() || runs_.count(block))
     return false;
   const bool write = g->local == GrantJob::Local::kWrite;
@@ -320,8 +325,7 @@ void Replica::TakeGrantIn(BlockTable::Locked& set, BlockTable::Slot& s, Time ask
   BlockState bs = Load(s);
   bs.held = FromWire(grant.permissions, Perm::kRead);
   StoreIn(s, bs);
-  const Time until = asked + std::chrono::milliseconds(grant.ttl_ms.value_or(0));
-  s.expiry_ns = std::chrono::duration_cast<std::chrono::nanoseconds>(until.time_since_epoch()).count();
+  SetExpiryIn(s, asked + std::chrono::milliseconds(grant.ttl_ms.value_or(0)));
   if (data && data->size() == block_size() && !(s.dirty && bs.held == Perm::kWrite)) {
     if (s.dirty)
       LogWarning("volume " + cfg_.volume_name + ": block " + std::to_string(s.block) +
@@ -358,22 +362,31 @@ bool Replica::TakeGranted(RangeAdapter::Granted& g, const Message& part, Time no
     BlockTable::Locked set = table_->Lock(call.block);
     BlockTable::Slot* s = set.Find(call.block);
     if (!s || s->dirty) return false;
-    calls_.erase(it);
-    parent_lease_.Heard(now);
-    if (part.hb_ttl_ms) parent_lease_.Renewed(call.sent, *part.hb_ttl_ms);
+    TookAnswer(g.call_id, call, part, now);
     TakeGrantIn(set, *s, call.sent, part, g.data.empty() ? nullptr : &g.data, g.version);
     finished = FinishLone(set, run, *s, now, &done);
   }
-  UpstreamDone();
   run.waiting_parent = false;
-  if (!finished) {
-    Pump(call.block, now);
-    return true;
-  }
-  CompleteLocalOp(done, Status::Ok());
-  if (run.jobs.empty()) RetireRun(call.block);
-  else Pump(call.block, now);  // what queued behind it (a sync write's flush)
+  if (finished) HeadDone(call.block, run, done, now);
+  else Pump(call.block, now);
   return true;
+}
+
+// A range part answers the upstream call: it is over, and the parent was
+// heard (and renewed our lease, with HB_TTL), as HandleReply takes it.
+void Replica::TookAnswer(uint64_t call_id, const Call& call, const Message& part, Time now) {
+  calls_.erase(call_id);
+  parent_lease_.Heard(now);
+  if (part.hb_ttl_ms && !rejoining_) parent_lease_.Renewed(call.sent, *part.hb_ttl_ms);
+  UpstreamDone();
+}
+
+// The queue's head job was finished outside Pump: its local operation
+// completes, and what queued behind it (a sync write's flush) goes on.
+void Replica::HeadDone(uint64_t block, BlockRun& run, uint64_t op, Time now) {
+  CompleteLocalOp(op, Status::Ok());
+  if (run.jobs.empty()) RetireRun(block);
+  else Pump(block, now);
 }
 
 // A read, read-ahead or write at the head of the block's queue, its
@@ -406,12 +419,7 @@ bool Replica::FinishLone(BlockTable::Locked& set, BlockRun& run, BlockTable::Slo
       if (g->want != Perm::kWrite || !g->data || g->offset + g->data->size() > block_size() ||
           (NeedsBytes(*g, block_size()) && !s.valid))
         return false;
-      std::memcpy(s.data + g->offset, g->data->data(), g->data->size());
-      s.valid = true;
-      s.prefetched = false;
-      ++s.writes;
-      s.version = 0;
-      set.MarkDirty(&s);
+      ApplyWrite(set, s, *g);
       *op = head.local_op;
       break;
     default:

@@ -453,7 +453,7 @@ uint64_t Replica::ReadLocal(uint64_t block, Time now) {
   g.local = GrantJob::Local::kRead;
   g.want = Perm::kRead;
   j.kind = std::move(g);
-  if (!table_ || block >= block_count() || !AskParentNow(block, j, now)) Enqueue(block, std::move(j), now);
+  if (!AskParentNow(block, j, now)) Enqueue(block, std::move(j), now);
   AfterEvent();
   return op;
 }
@@ -485,7 +485,7 @@ uint64_t Replica::WriteLocal(uint64_t block, size_t offset, Bytes data, Time now
   g.offset = offset;
   g.data = std::move(data);
   j.kind = std::move(g);
-  if (!table_ || block >= block_count() || !AskParentNow(block, j, now)) Enqueue(block, std::move(j), now);
+  if (!AskParentNow(block, j, now)) Enqueue(block, std::move(j), now);
   AfterEvent();
   return op;
 }
@@ -522,7 +522,7 @@ uint64_t Replica::FlushLocal(uint64_t block, Perm keep, Time now, bool durable) 
   f.own = true;
   f.keep = keep;
   j.kind = std::move(f);
-  if (!table_ || block >= block_count() || !FlushNow(block, j, now)) Enqueue(block, std::move(j), now);
+  if (!FlushNow(block, j, now)) Enqueue(block, std::move(j), now);
   AfterEvent();
   return op;
 }

@@ -400,6 +400,10 @@ class Replica final : private WriterLock::Host, private SyncBarrier::Host {
   bool BlockedByFailed(uint64_t block, Perm want, LinkId except) const;
   bool TakeGranted(RangeAdapter::Granted& g, const Message& part, Time now);
   bool FinishLone(BlockTable::Locked& set, BlockRun& run, BlockTable::Slot& s, Time now, uint64_t* op);
+  void ApplyWrite(BlockTable::Locked& set, BlockTable::Slot& s, const GrantJob& g);
+  void TookAnswer(uint64_t call_id, const Call& call, const Message& part, Time now);
+  void HeadDone(uint64_t block, BlockRun& run, uint64_t op, Time now);
+  void TakeFlushAnswer(uint64_t block, const Job& j, const FlushJob& f, const Message& up);
   // flush.cc: a local flush sent at once, and the usual answer to it taken
   // at once (TakeGranted), when nothing else could happen in between.
   bool FlushNow(uint64_t block, Job& j, Time now);
@@ -497,6 +501,7 @@ class Replica final : private WriterLock::Host, private SyncBarrier::Host {
   Perm HeldIn(const BlockTable::Slot& s, Time now) const;
   uint32_t TtlLeftIn(const BlockTable::Slot& s, Time now) const;
   void SetExpiry(uint64_t block, Time until);
+  static void SetExpiryIn(BlockTable::Slot& s, Time until);
   Time ExpiryOf(uint64_t block) const;
   uint32_t TtlLeft(uint64_t block, Time now) const;
   bool HasCopy(uint64_t block) const;

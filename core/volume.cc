@@ -166,8 +166,7 @@ Status Volume::Write(uint64_t offset, std::span<const std::byte> in, size_t* don
     pos += n;
   }
   Status st;
-  const size_t missed = misses.n;
-  if (missed > 0) table_->CountMisses(missed);
+  if (misses.n > 0) table_->CountMisses(misses.n);
   if (write_mode_ == WriteMode::kSync) {
     // The durable flushes go in the same call, each queued behind its
     // block's write if that missed: a block whose permission came goes up
