@@ -173,7 +173,7 @@ void BlockTable::Unfence(uint64_t block) {
   if (Slot* s = set.Find(block)) s->fenced = false;
 }
 
-bool BlockTable::WriteHit(uint64_t block, size_t off, std::span<const uint8_t> in, int64_t now_ns) {
+bool BlockTable::WriteHit(uint64_t block, size_t off, std::span<const uint8_t> in, int64_t now_ns, WriteMark* mark) {
   if (write_through_.load(std::memory_order_relaxed)) return false;
   const bool whole = off == 0 && in.size() == block_size();
   Locked set = Lock(block);
@@ -189,6 +189,7 @@ bool BlockTable::WriteHit(uint64_t block, size_t off, std::span<const uint8_t> i
   set.MarkDirty(s);
   set.Touch(s);
   hits_.fetch_add(1, std::memory_order_relaxed);
+  if (mark) *mark = MarkOf(*s);
   return true;
 }
 
@@ -227,7 +228,7 @@ void BlockTable::Install(Locked& set, Slot* slot, uint64_t block) {
   } else {
     used_.fetch_add(1, std::memory_order_relaxed);
   }
-  *slot = Slot{.block = block, .data = slot->data};
+  *slot = Slot{.block = block, .writes = slot->writes, .data = slot->data};
   slot->held = opts_.is_root ? Perm::kWrite : Perm::kNone;
   slot->gen = gen_.load(std::memory_order_acquire);
   set.Touch(slot);
@@ -237,7 +238,7 @@ void BlockTable::Install(Locked& set, Slot* slot, uint64_t block) {
 void BlockTable::Free(Locked&, Slot* slot) {
   if (slot->empty()) return;
   if (!Droppable(*slot)) std::abort();
-  *slot = Slot{.data = slot->data};
+  *slot = Slot{.writes = slot->writes, .data = slot->data};
   used_.fetch_sub(1, std::memory_order_relaxed);
 }
 

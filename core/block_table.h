@@ -97,7 +97,7 @@ class BlockTable {
     uint64_t holders = 0;       // bit i: child index i holds a grant
     uint32_t last_use = 0;      // per-set clock of the last touch
     uint32_t gen = 0;           // `held` counts only while it equals the table's
-    uint32_t writes = 0;        // bumped by every write: a flush marks clean only what it sent
+    uint32_t writes = 0;        // bumped by every write, never reset (see WriteMark)
     Perm held = Perm::kNone;    // from the parent; the root holds WRITE on all
     bool child_writes = false;  // the one holder holds WRITE, not READ
     bool valid = false;         // the bytes are here
@@ -160,10 +160,19 @@ class BlockTable {
   // neither the lease nor the block's grant has run out at `now_ns`
   // (steady clock). False: the engine must act.
   bool ReadHit(uint64_t block, size_t off, std::span<uint8_t> out, int64_t now_ns);
+  // Which bytes a slot holds: the slot, and its write count. A slot's count
+  // goes on across the blocks it holds, so while both still match, nothing
+  // has been written there since, and the slot still holds the same block
+  // (Find looked it up by block) with the same bytes.
+  struct WriteMark {
+    uint32_t slot = UINT32_MAX;
+    uint32_t writes = 0;
+  };
+  WriteMark MarkOf(const Slot& s) const { return {static_cast<uint32_t>(&s - slots_.data()), s.writes}; }
   // Likewise for a write: WRITE permission, and the bytes here unless the
   // write covers the whole block. Marks the block dirty and gives it its new
-  // version.
-  bool WriteHit(uint64_t block, size_t off, std::span<const uint8_t> in, int64_t now_ns);
+  // version; *mark (if given) is the slot's mark just after the write.
+  bool WriteHit(uint64_t block, size_t off, std::span<const uint8_t> in, int64_t now_ns, WriteMark* mark = nullptr);
   // --kernel-cache (core/kernel_pages.h): the count of fast-path reads of
   // `block` so far; and fencing it (the fast path stays out) only if no
   // read was served since `count` was taken. True when fenced or absent.

@@ -104,6 +104,27 @@ TEST_CASE("writes: a whole block needs no bytes first, part of one does; the roo
   CHECK(s->writes == 2);
 }
 
+TEST_CASE("write marks: a slot that holds the block again, after being freed, never bears an old mark") {
+  BlockTable t(Opts(true, 1, 1));  // one slot: every install reuses it
+  Put(t, 8, Perm::kWrite, 0);
+  std::vector<uint8_t> a(512, 'a'), b(512, 'b');
+  BlockTable::WriteMark first;
+  REQUIRE(t.WriteHit(8, 0, a, 0, &first));
+  {
+    BlockTable::Locked set = t.Lock(8);
+    BlockTable::Slot* s = set.Find(8);
+    CHECK(t.MarkOf(*s).slot == first.slot);
+    CHECK(t.MarkOf(*s).writes == first.writes);
+    set.MarkClean(s);
+    t.Free(set, s);
+  }
+  Put(t, 8, Perm::kWrite, 0);  // the same block, in the same slot, written as often
+  BlockTable::WriteMark again;
+  REQUIRE(t.WriteHit(8, 0, b, 0, &again));
+  CHECK(again.slot == first.slot);
+  CHECK(again.writes != first.writes);  // the old bytes' mark does not match the new bytes
+}
+
 TEST_CASE("victims: empty first, then droppable by age; pinned and busy slots are never chosen") {
   BlockTable t(Opts(false, 1, 3));
   Put(t, 0, Perm::kRead, 0);

@@ -1,6 +1,7 @@
 #include "core/bytes.h"
 
 #include <array>
+#include <atomic>
 #include <bit>
 #include <mutex>
 
@@ -62,8 +63,17 @@ class BufferPool {
   size_t kept_ = 0;
 };
 
+// Set once the shared zeros exist: until then no Bytes can lie in them,
+// and asking must not make them (16 MiB to fault in, on a node that keeps
+// real bytes and never needs them).
+std::atomic<bool> zeros_made{false};
+
 const Bytes& SharedZeros() {
-  static const Bytes kZeros = Bytes(std::vector<uint8_t>(size_t{16} << 20, 0));
+  static const Bytes kZeros = [] {
+    Bytes z(std::vector<uint8_t>(size_t{16} << 20, 0));
+    zeros_made.store(true, std::memory_order_release);
+    return z;
+  }();
   return kZeros;
 }
 }  // namespace
@@ -95,6 +105,8 @@ Bytes Bytes::Allocate(size_t n, uint8_t** writable) {
 
 size_t Bytes::PooledBytes() { return BufferPool::Get().kept(); }
 
-bool Bytes::IsSharedZeros() const { return owner_ && owner_ == SharedZeros().owner_; }
+bool Bytes::IsSharedZeros() const {
+  return owner_ && zeros_made.load(std::memory_order_acquire) && owner_ == SharedZeros().owner_;
+}
 
 }  // namespace vshare

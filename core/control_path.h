@@ -11,6 +11,7 @@
 #include <cstdint>
 #include <span>
 
+#include "core/block_table.h"
 #include "core/status.h"
 #include "core/volume_io.h"
 
@@ -27,7 +28,11 @@ class ControlPath {
     size_t offset = 0;            // within the block
     size_t length = 0;
     uint8_t* out = nullptr;       // kRead: where the bytes go
-    const uint8_t* in = nullptr;  // kWrite: the bytes
+    // kWrite: the bytes. kFlushDurable, optionally: the whole block as the
+    // fast path just wrote it, with `mark`; the flush sends these instead
+    // of copying the slot again, if the slot still bears the mark.
+    const uint8_t* in = nullptr;
+    BlockTable::WriteMark mark;
   };
   virtual ~ControlPath() = default;
 

@@ -83,7 +83,7 @@ bool Replica::AdvanceFlush(uint64_t block, Job& j, FlushJob& f, Time now) {
         BlockTable::Slot* s = set.Find(block);
         if (f.own && mine < Perm::kWrite) s->held = mine;
         f.writes = s->writes;
-        f.data = CopyBytes(*s);
+        f.data = FlushBytes(*s, f);
       }
       Message up = Upstream(j, IoOp::kFlush, block, mine);
       up.data = f.data;
@@ -122,6 +122,12 @@ bool Replica::AdvanceFlush(uint64_t block, Job& j, FlushJob& f, Time now) {
   TakeFlushAnswer(block, j, f, up);
   Finish(j, FlushAnswer(block, j, f));
   return true;
+}
+
+Bytes Replica::FlushBytes(const BlockTable::Slot& s, const FlushJob& f) const {
+  const bool same = f.carried && s.data && table_->MarkOf(s).slot == f.carried->mark.slot &&
+                    s.writes == f.carried->mark.writes;
+  return same ? f.carried->data : CopyBytes(s);
 }
 
 // The parent's OK to our FLUSH, into the block's slot with one lock.
@@ -167,7 +173,7 @@ bool Replica::FlushNow(uint64_t block, Job& j, Time now) {
     f->had = Perm::kWrite;
     f->asked = Perm::kWrite;
     f->writes = s->writes;
-    f->data = CopyBytes(*s);
+    f->data = FlushBytes(*s, *f);
   }
   Message up = Upstream(j, IoOp::kFlush, block, Perm::kWrite);
   up.data = f->data;

@@ -13,6 +13,7 @@
 #include <variant>
 #include <vector>
 
+#include "core/block_table.h"
 #include "core/bytes.h"
 #include "core/coherence.h"
 #include "core/effects.h"
@@ -45,6 +46,13 @@ struct PutJob {
 // FLUSH: a WRITE holder's bytes go toward the root (flush.cc). From a
 // child with its bytes, or this node's own (a local flush, or a child's
 // FORWARD without DATA asking for our copy to go a level up).
+// A block's bytes as the fast path wrote them, handed to its flush: good
+// while the slot still bears `mark` (BlockTable::WriteMark).
+struct Carried {
+  Bytes data;
+  BlockTable::WriteMark mark;
+};
+
 struct FlushJob {
   enum class Stage { kStart, kStored, kSent };
   Stage stage = Stage::kStart;
@@ -61,6 +69,7 @@ struct FlushJob {
   // While it still matches, the slot holds exactly `data`, and a
   // write-back may send `data` itself instead of copying the slot.
   uint32_t stored_writes = 0;
+  std::optional<Carried> carried;  // our own bytes, handed over by the writer
 };
 
 // A child's FORWARD with DATA (semi-sync): the bytes are kept here (forward.cc).

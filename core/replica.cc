@@ -508,7 +508,7 @@ uint64_t Replica::SyncLocal(Time now) {
   return op;
 }
 
-uint64_t Replica::FlushLocal(uint64_t block, Perm keep, Time now, bool durable) {
+uint64_t Replica::FlushLocal(uint64_t block, Perm keep, Time now, bool durable, const Carried* carried) {
   now_ = now;
   const uint64_t op = next_local_++;
   if (!IsDirty(block) && !durable) {  // nothing newer here than upstream
@@ -521,6 +521,7 @@ uint64_t Replica::FlushLocal(uint64_t block, Perm keep, Time now, bool durable) 
   FlushJob f;
   f.own = true;
   f.keep = keep;
+  if (carried && carried->data.size() == block_size()) f.carried = *carried;
   j.kind = std::move(f);
   if (!FlushNow(block, j, now)) Enqueue(block, std::move(j), now);
   AfterEvent();

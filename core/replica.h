@@ -172,7 +172,7 @@ class Replica final : private WriterLock::Host, private SyncBarrier::Host {
   // good. Done at once when this node holds nothing dirty for the block;
   // with `durable`, once a sync barrier has taken to a synced root whatever
   // a recall moved out of here (DurableByBarrier).
-  uint64_t FlushLocal(uint64_t block, Perm keep, Time now, bool durable = false);
+  uint64_t FlushLocal(uint64_t block, Perm keep, Time now, bool durable = false, const Carried* carried = nullptr);
   // Semi-sync: send the block's data to the parent only (FORWARD with
   // DATA), keeping WRITE. It completes when the parent holds the bytes;
   // from then on this node is responsible for them being in two places
@@ -509,6 +509,9 @@ class Replica final : private WriterLock::Host, private SyncBarrier::Host {
   // The bytes of a slot, copied, with its write count then (under its set's
   // lock, which the caller holds).
   Bytes CopyBytes(const BlockTable::Slot& s) const;
+  // What a flush of our own sends: the bytes its writer handed over, while
+  // the slot still holds exactly them; else a copy of the slot.
+  Bytes FlushBytes(const BlockTable::Slot& s, const FlushJob& f) const;
   // CopyBytes' current chunk: slices of it are handed out front to back;
   // the bytes not handed out yet are written only here.
   struct CopyChunk {

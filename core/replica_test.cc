@@ -1706,6 +1706,49 @@ TEST_CASE("ranges: a sync write of a range is one LOCK and one FLUSH, and leaves
   }
 }
 
+TEST_CASE("sync writes: a flush sends the bytes its writer handed over only while the slot still holds them") {
+  Fig7 t;
+  t.Join("E");
+  std::vector<uint64_t> ops;
+  t.net.Act("E", [&](Replica& r, Time now) {  // E takes WRITE on blocks 0 and 1
+    for (uint64_t b = 0; b < 2; ++b) ops.push_back(r.WriteLocal(b, 0, Fill('a'), now));
+    return 0;
+  });
+  t.net.Run();
+  for (uint64_t op : ops) REQUIRE(t.net.done("E")[op].ok());
+  BlockTable& table = *t.net.replica("E").table();
+  const int64_t now_ns = std::chrono::duration_cast<std::chrono::nanoseconds>(t.net.now().time_since_epoch()).count();
+  auto write_hit = [&](uint64_t b, char c) {
+    BlockTable::WriteMark mark;
+    const std::vector<uint8_t> bytes = Fill(c);
+    REQUIRE(table.WriteHit(b, 0, bytes, now_ns, &mark));
+    return mark;
+  };
+  auto flush_with = [&](uint64_t b, char c, BlockTable::WriteMark mark) {
+    const Carried carried{Bytes(Fill(c)), mark};
+    uint64_t op = 0;
+    t.net.Act("E", [&](Replica& r, Time now) { return op = r.FlushLocal(b, Perm::kWrite, now, true, &carried); });
+    t.net.Run();
+    REQUIRE(t.net.done("E")[op].ok());
+  };
+  auto stored = [&](uint64_t b) {
+    std::vector<std::byte> got(kBs);
+    REQUIRE(t.net.store("A")->ReadBlock(b, got).ok());
+    return std::vector<uint8_t>(reinterpret_cast<uint8_t*>(got.data()), reinterpret_cast<uint8_t*>(got.data()) + kBs);
+  };
+  // Written again after the bytes were handed over: the slot's bytes go.
+  const BlockTable::WriteMark old = write_hit(0, 'p');
+  write_hit(0, 'q');
+  flush_with(0, 'p', old);
+  CHECK(stored(0) == Fill('q'));
+  CHECK(!t.net.replica("E").IsDirty(0));
+  // Nothing written since: the handed-over bytes go as they are, without a
+  // copy of the slot. (They differ from the slot's here only to show which
+  // ones went; a real writer hands over what it wrote.)
+  flush_with(1, 'z', write_hit(1, 'r'));
+  CHECK(stored(1) == Fill('z'));
+}
+
 TEST_CASE("ranges: partial writes to copies held READ take WRITE with one LOCK range and patch the copies") {
   Fig7 t;
   t.Join("E");

@@ -155,25 +155,31 @@ Status Volume::Write(uint64_t offset, std::span<const std::byte> in, size_t* don
   const uint32_t bs = block_size();
   const int64_t now = NowNs();
   const auto* base = reinterpret_cast<const uint8_t*>(in.data());
-  OpList misses;
+  const bool sync = write_mode_ == WriteMode::kSync;
+  OpList misses, flushes;
   for (uint64_t pos = offset; pos < end;) {
     const uint64_t block = pos / bs;
     const size_t in_block = static_cast<size_t>(pos % bs);
     const size_t n = static_cast<size_t>(std::min<uint64_t>(bs - in_block, end - pos));
     const uint8_t* src = base + (pos - offset);
-    if (!table_->WriteHit(block, in_block, {src, n}, now))
-      misses.Add({ControlPath::BlockOp::Kind::kWrite, block, in_block, n, nullptr, src});
+    BlockTable::WriteMark mark;
+    const bool hit = table_->WriteHit(block, in_block, {src, n}, now, &mark);
+    if (!hit) misses.Add({ControlPath::BlockOp::Kind::kWrite, block, in_block, n, nullptr, src});
+    // Sync: the block's durable flush, queued behind its write if that
+    // missed (a block whose permission came goes up at once, without
+    // waiting for the others or a trip back here). A whole block written
+    // here hands its bytes along, so that the engine need not copy the
+    // slot again.
+    if (sync) {
+      const bool carry = hit && n == bs;
+      flushes.Add({ControlPath::BlockOp::Kind::kFlushDurable, block, 0, carry ? bs : 0, nullptr,
+                   carry ? src : nullptr, carry ? mark : BlockTable::WriteMark{}});
+    }
     pos += n;
   }
   Status st;
   if (misses.n > 0) table_->CountMisses(misses.n);
-  if (write_mode_ == WriteMode::kSync) {
-    // The durable flushes go in the same call, each queued behind its
-    // block's write if that missed: a block whose permission came goes up
-    // at once, without waiting for the others or a trip back here.
-    for (uint64_t b = offset / bs; b <= (end - 1) / bs; ++b)
-      misses.Add({ControlPath::BlockOp::Kind::kFlushDurable, b, 0, 0, nullptr, nullptr});
-  }
+  for (const ControlPath::BlockOp& f : flushes.span()) misses.Add(f);
   if (misses.n > 0) st = control_->Run(misses.span());
   if (st.ok() && write_mode_ == WriteMode::kSemiSync) {
     std::vector<uint64_t> blocks;

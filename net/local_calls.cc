@@ -25,8 +25,9 @@ Status TreeNode::RunLocal(std::vector<Starter> starts, std::vector<uint8_t*> out
   asio::post(io_, [this, b, starts = std::move(starts)] {
     // Every operation is registered before anything completes: completions
     // are only carried out by Drain.
+    const Time now = Now();  // one clock read for the batch
     for (size_t i = 0; i < starts.size(); ++i) {
-      b->ops[i] = starts[i](replica_, Now());
+      b->ops[i] = starts[i](replica_, now);
       waiting_[b->ops[i]] = {b, i};
     }
     Drain();
@@ -78,7 +79,8 @@ Status TreeNode::Forward(std::span<const uint64_t> blocks) {
 void TreeNode::Prefetch(uint64_t first, uint64_t count) {
   if (stopped_) return;
   asio::post(io_, [this, first, count] {
-    for (uint64_t b = first; b < first + count; ++b) replica_.PrefetchLocal(b, Now());
+    const Time now = Now();
+    for (uint64_t b = first; b < first + count; ++b) replica_.PrefetchLocal(b, now);
     Drain();
   });
 }
