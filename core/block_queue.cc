@@ -465,7 +465,8 @@ size_t Replica::WriteBack(const std::vector<uint64_t>& blocks, uint64_t sequence
     Bytes run;
     for (size_t k = 0; k < n; ++k) {
       const uint64_t b = blocks[i + k];
-      const FlushJob* f = StoredFlush(b);
+      uint32_t stored_writes = 0;
+      const Bytes* stored = StoredBytes(b, &stored_writes);
       uint32_t writes = 0;
       Bytes data;
       {
@@ -473,8 +474,8 @@ size_t Replica::WriteBack(const std::vector<uint64_t>& blocks, uint64_t sequence
         BlockTable::Slot* s = set.Find(b);
         if (!s || !s->dirty) continue;
         writes = s->writes;
-        if (f && f->stored_writes == writes) {
-          data = *f->data;  // the slot holds these very bytes
+        if (stored && stored_writes == writes) {
+          data = *stored;  // the slot holds these very bytes
         } else {
           if (!w) run = Bytes::Allocate(n * bs, &w);
           if (s->data) std::memcpy(w + k * bs, s->data, bs);
@@ -493,12 +494,18 @@ size_t Replica::WriteBack(const std::vector<uint64_t>& blocks, uint64_t sequence
   return written;
 }
 
-const FlushJob* Replica::StoredFlush(uint64_t block) const {
+const Bytes* Replica::StoredBytes(uint64_t block, uint32_t* writes) const {
   auto r = runs_.find(block);
-  if (r == runs_.end() || r->second.jobs.empty()) return nullptr;
+  if (r == runs_.end()) return nullptr;
+  if (r->second.stored) {
+    *writes = r->second.stored_writes;
+    return &*r->second.stored;
+  }
+  if (r->second.jobs.empty()) return nullptr;
   const FlushJob* f = r->second.jobs.front().as<FlushJob>();
   if (!f || f->own || !f->data || f->data->size() != block_size() || f->stored_writes == 0) return nullptr;
-  return f;
+  *writes = f->stored_writes;
+  return &*f->data;
 }
 
 void Replica::StartDurability(const std::vector<uint64_t>& blocks, uint64_t barrier, uint64_t for_block, bool sync) {
@@ -617,6 +624,14 @@ void Replica::FinishDurability(uint64_t sequence) {
   Durability done = std::move(d->second);
   durability_.erase(d);
   if (done.barrier) return sync_.RootFlushed(done.barrier, done.error);
+  for (uint64_t b : done.inline_blocks) {
+    BlockRun& run = runs_[b];
+    --run.store_ops;
+    run.stored.reset();
+    wake_.push_back(b);
+  }
+  if (!done.inline_blocks.empty())
+    AnswerFlushParts(done.child, done.range_key, done.range_first, done.inline_blocks, done.error);
   for (uint64_t b : done.blocks) {
     BlockRun& run = runs_[b];
     --run.store_ops;

@@ -158,6 +158,11 @@ struct BlockRun {
   Pages pages = Pages::kKept;
   uint64_t page_token = 0;
   Time retry_at{};  // after IN_RECOVERY from the parent: ask again then
+  // The root: a child's bytes that a FLUSH served inline put into the slot
+  // (with the slot's write count then), for the write-back to send as they
+  // came; until their durability sequence is over.
+  std::optional<Bytes> stored;
+  uint32_t stored_writes = 0;
 };
 
 }  // namespace vshare

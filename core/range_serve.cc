@@ -12,6 +12,7 @@
 #include <cstring>
 
 #include "core/conversions.h"
+#include "core/log.h"
 #include "core/replica.h"
 
 namespace vshare {
@@ -145,6 +146,102 @@ void Replica::FillDone(uint64_t id, uint64_t first, uint32_t count, Time now) {
     indices.push_back(static_cast<uint32_t>(b - *request.block_num));
   }
   ServeParts(child, key, request, indices, /*may_fill=*/false, now);
+}
+
+// What AdvanceFlush does for a child's FLUSH at the root, up to the store:
+// the bytes into the slot, a new version, the child's grant down to what it
+// keeps. Only when the child holds WRITE (else the general way answers
+// with what a recall left it) and the slot is not being filled.
+bool Replica::FlushInline(uint64_t block, ChildIndex who, Perm keep, const Bytes& data, uint32_t* stored_writes) {
+  BlockTable::Locked set = table_->Lock(block);
+  BlockTable::Slot* s = set.Find(block);
+  if (!s || s->busy) return false;
+  const BlockState st = Load(*s);
+  if (st.GrantOf(who) != Perm::kWrite) return false;
+  if (s->data) std::memcpy(s->data, data.data(), block_size());
+  s->valid = true;
+  s->prefetched = false;
+  ++s->writes;
+  set.MarkDirty(s);
+  s->version = table_->NextVersion();
+  StoreIn(*s, Step(st, Event{Event::Kind::kRelease, who, keep}).next);
+  *stored_writes = s->writes;
+  return true;
+}
+
+void Replica::ServeFlushRange(LinkId child, const Message& m, Time now) {
+  const uint64_t key = ranges_.Open(false, child, m);
+  const uint64_t first = *m.block_num;
+  const uint32_t n = m.blocks();
+  const size_t bs = block_size();
+  const ChildIndex who = children_.IndexOf(child);
+  const Perm keep = FromWire(m.permissions, Perm::kNone);
+  const bool sync = (m.flags & msg_flags::kForceSync) || IsSyncChild(child);
+  // The conditions HandleChildMessage checks before it queues a block's
+  // FLUSH, and none of what makes AdvanceFlush wait: a peer root (written
+  // through first), the kernel's pages.
+  const bool inline_ok = cfg_.is_root && !cfg_.write_through && !cfg_.kernel_cache && LeaseValid(now) &&
+                         who != kNoIndex && children_.Joined(child) && m.originator != cfg_.self &&
+                         !(m.flags & msg_flags::kRecoveryOp) && m.data && m.data->size() == size_t{n} * bs;
+  std::vector<uint64_t> stored;  // stored inline: answered together
+  size_t answered = 0;           // stored[answered...] not answered yet
+  auto answer_now = [&] {
+    if (sync || answered == stored.size()) return;
+    AnswerFlushParts(child, key, first, std::vector<uint64_t>(stored.begin() + answered, stored.end()), Status::Ok());
+    answered = stored.size();
+  };
+  for (uint32_t i = 0; i < n; ++i) {
+    const uint64_t b = first + i;
+    const Bytes data = inline_ok ? m.data->Slice(i * bs, bs) : Bytes();
+    uint32_t writes = 0;
+    if (!inline_ok || runs_.count(b) || !FlushInline(b, who, keep, data, &writes)) {
+      answer_now();  // answers stay in block order
+      HandleChildMessage(child, ranges_.Request(key, m, i), now);
+      continue;
+    }
+    stored.push_back(b);
+    if (sync) {  // the block's queue waits for its durability
+      BlockRun& run = runs_[b];
+      ++run.store_ops;
+      run.stored = data;
+      run.stored_writes = writes;
+    }
+  }
+  answer_now();
+  if (!sync || stored.empty()) return;
+  // One sequence for the range: its writes as one run, and one sync.
+  const uint64_t seq = next_store_++;
+  Durability& d = durability_[seq];
+  d.todo = stored;
+  d.inline_blocks = std::move(stored);
+  d.child = child;
+  d.range_key = key;
+  d.range_first = first;
+  FeedDurability(seq);
+}
+
+// The answers to blocks `blocks` (ascending) of open FLUSH range `key`: a
+// plain OK part per run of neighbours, as 001's Example Four answers a
+// FLUSH that leaves the child what it asked to keep; or, the store having
+// failed, an error for each, so that the writer's fsync reports it.
+void Replica::AnswerFlushParts(LinkId child, uint64_t key, uint64_t first, const std::vector<uint64_t>& blocks,
+                               const Status& error) {
+  if (!error.ok()) {
+    LogError("volume " + cfg_.volume_name + ": cannot store " + std::to_string(blocks.size()) +
+             " flushed blocks from block " + std::to_string(blocks.front()) + ": " + error.message());
+    for (uint64_t b : blocks)
+      SendToChild(child, ErrorReply(RangeAdapter::PartXid(key, static_cast<uint32_t>(b - first)), WireStatus::kBusy));
+    return;
+  }
+  for (size_t i = 0; i < blocks.size();) {
+    size_t run = 1;
+    while (i + run < blocks.size() && blocks[i + run] == blocks[i] + run) ++run;
+    Message part = ReplyFor(RangeAdapter::PartXid(key, static_cast<uint32_t>(blocks[i] - first)));
+    part.count = static_cast<uint32_t>(run);
+    part.block_num = blocks[i];
+    SendToChild(child, std::move(part));
+    i += run;
+  }
 }
 
 }  // namespace vshare

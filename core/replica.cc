@@ -50,7 +50,9 @@ void Replica::OnChildMessage(LinkId child, const Message& m, Time now) {
       SendToChild(child, ErrorReply(m.xid, refusal->status, refusal->param));
     } else {
       const bool grant = m.opcode == Opcode::kIoRequest && (m.io_op == IoOp::kGet || m.io_op == IoOp::kLock);
+      const bool flush = m.opcode == Opcode::kIoRequest && m.io_op == IoOp::kFlush && cfg_.is_root;
       if (grant) ServeRange(child, m, now);
+      else if (flush) ServeFlushRange(child, m, now);
       else for (const Message& one : ranges_.Split(false, child, m)) HandleChildMessage(child, one, now);
     }
   } else {

@@ -303,6 +303,12 @@ class Replica final : private WriterLock::Host, private SyncBarrier::Host {
     uint64_t barrier = 0;          // for a barrier, or
     std::vector<uint64_t> blocks;  // for the head jobs of these blocks
     bool sync = true;      // false: written is enough (write-through)
+    // A child's FLUSH range served inline (range_serve.cc): these blocks
+    // of open range `range_key` (from block `range_first`) are answered
+    // once the sequence is over.
+    std::vector<uint64_t> inline_blocks;
+    LinkId child = 0;
+    uint64_t range_key = 0, range_first = 0;
   };
 
   // ---- replica.cc ----
@@ -378,7 +384,9 @@ class Replica final : private WriterLock::Host, private SyncBarrier::Host {
   // The child's FLUSH at the head of the block's queue whose bytes were
   // stored here (WriteBack sends them uncopied while the slot's write
   // count still matches), or null.
-  const FlushJob* StoredFlush(uint64_t block) const;
+  // The bytes a child's FLUSH put into `block`'s slot, while it may still
+  // hold exactly them (*writes: the slot's write count then), or null.
+  const Bytes* StoredBytes(uint64_t block, uint32_t* writes) const;
   // The root: `blocks` reach the store (durably, with `sync`), then the
   // barrier completes or the block's head job goes on (Job::durable set).
   // A synced one for a single block's head job is gathered with the others
@@ -417,6 +425,14 @@ class Replica final : private WriterLock::Host, private SyncBarrier::Host {
   // store, a run per read, and then granted the same way; the rest is
   // served block by block.
   void ServeRange(LinkId child, const Message& m, Time now);
+  // A child's FLUSH range at the root: each block whose WRITE the child
+  // holds, with nothing queued for it, is stored in its slot with one lock
+  // (FlushInline) and answered in parts, at once or (a sync writer) after
+  // one durability sequence for all of them; the rest block by block.
+  void ServeFlushRange(LinkId child, const Message& m, Time now);
+  bool FlushInline(uint64_t block, ChildIndex who, Perm keep, const Bytes& data, uint32_t* stored_writes);
+  void AnswerFlushParts(LinkId child, uint64_t key, uint64_t first, const std::vector<uint64_t>& blocks,
+                        const Status& error);
   // The blocks `indices` of open range `key` (request `m`), as above; no
   // store reads unless `may_fill`.
   void ServeParts(LinkId child, uint64_t key, const Message& m, const std::vector<uint32_t>& indices, bool may_fill,

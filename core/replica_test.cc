@@ -116,6 +116,19 @@ struct Fig7 {
     net.Run();
     return ops;
   }
+  // Whole-block writes of blocks [first, first + n) started together, the
+  // bytes of block b all `fill` + (b - first) (or all `fill`, if `same`),
+  // run to completion: their operation ids.
+  std::vector<uint64_t> WriteTogether(const std::string& node, uint64_t first, uint64_t n, char fill, bool same = false) {
+    std::vector<uint64_t> ops;
+    net.Act(node, [&](Replica& r, Time now) {
+      for (uint64_t b = first; b < first + n; ++b)
+        ops.push_back(r.WriteLocal(b, 0, Fill(static_cast<char>(same ? fill : fill + (b - first))), now));
+      return 0;
+    });
+    net.Run();
+    return ops;
+  }
   void Join(const std::string& node) {
     net.Act(node, [](Replica& r, Time now) { r.Start(now); return 0; });
     net.Run();
@@ -1706,16 +1719,56 @@ TEST_CASE("ranges: a sync write of a range is one LOCK and one FLUSH, and leaves
   }
 }
 
-TEST_CASE("sync writes: a flush sends the bytes its writer handed over only while the slot still holds them") {
+TEST_CASE("ranges: the root stores a FLUSH range at once, and other nodes read the new bytes from it") {
   Fig7 t;
   t.Join("E");
-  std::vector<uint64_t> ops;
-  t.net.Act("E", [&](Replica& r, Time now) {  // E takes WRITE on blocks 0 and 1
-    for (uint64_t b = 0; b < 2; ++b) ops.push_back(r.WriteLocal(b, 0, Fill('a'), now));
+  t.Join("D");
+  std::vector<uint64_t> ops = t.WriteTogether("E", 0, 8, 'a');
+  t.net.TakeLog();
+  const uint64_t syncs_before = t.root_syncs();
+  t.net.Act("E", [&](Replica& r, Time now) {  // the flusher's way: E keeps READ
+    for (uint64_t b = 0; b < 8; ++b) ops.push_back(r.FlushLocal(b, Perm::kRead, now));
     return 0;
   });
   t.net.Run();
-  for (uint64_t op : ops) REQUIRE(t.net.done("E")[op].ok());
+  for (uint64_t op : ops) CHECK(t.net.done("E")[op].ok());
+  const Log log = t.net.TakeLog();
+  CHECK(std::count(log.begin(), log.end(), "C->A IO_REQUEST/FLUSH vol=32002 block=0 count=8 perm=READ data") == 1);
+  CHECK(std::count(log.begin(), log.end(), "A->C OK_REPLY block=0 count=8") == 1);
+  CHECK(t.root_syncs() == syncs_before);  // an async writer's flush waits for no sync
+  for (uint64_t b = 0; b < 8; ++b) {
+    CAPTURE(b);
+    CHECK(t.net.replica("A").IsDirty(b));                         // in the root's cache, to be written back
+    CHECK(t.Read("D", b) == Fill(static_cast<char>('a' + b)));  // and served from there
+  }
+  uint64_t sync = t.net.Act("D", [](Replica& r, Time now) { return r.SyncLocal(now); });
+  t.net.Run();
+  REQUIRE(t.net.done("D")[sync].ok());
+  for (uint64_t b = 0; b < 8; ++b) CHECK(StoreBlock(t.net, b) == Fill(static_cast<char>('a' + b)));
+}
+
+TEST_CASE("ranges: a sync writer's FLUSH range fails, block by block, when the root cannot store it") {
+  Fig7 t;
+  t.Join("E");
+  for (uint64_t op : t.WriteTogether("E", 0, 4, 'w', /*same=*/true)) REQUIRE(t.net.done("E")[op].ok());
+  std::vector<uint64_t> ops;
+  t.net.faults("A")->Fail(FaultStore::Op::kWrite, Status::IOError("no space left"));
+  t.net.Act("E", [&](Replica& r, Time now) {
+    for (uint64_t b = 0; b < 4; ++b) ops.push_back(r.FlushLocal(b, Perm::kWrite, now, /*durable=*/true));
+    return 0;
+  });
+  t.net.Run();
+  for (uint64_t op : ops) {
+    REQUIRE(t.net.done("E").count(op));
+    CHECK_FALSE(t.net.done("E")[op].ok());  // never acknowledged as durable
+  }
+  for (uint64_t b = 0; b < 4; ++b) CHECK(t.net.replica("E").IsDirty(b));  // still to be written
+}
+
+TEST_CASE("sync writes: a flush sends the bytes its writer handed over only while the slot still holds them") {
+  Fig7 t;
+  t.Join("E");
+  for (uint64_t op : t.WriteTogether("E", 0, 2, 'a', /*same=*/true)) REQUIRE(t.net.done("E")[op].ok());  // E takes WRITE
   BlockTable& table = *t.net.replica("E").table();
   const int64_t now_ns = std::chrono::duration_cast<std::chrono::nanoseconds>(t.net.now().time_since_epoch()).count();
   auto write_hit = [&](uint64_t b, char c) {
