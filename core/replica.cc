@@ -305,7 +305,7 @@ void Replica::HandleReply(uint64_t call_id, const Status& st, const Message& rep
 void Replica::DurableByBarrier(uint64_t op) {
   const uint64_t barrier = next_local_++;
   barrier_for_.emplace(barrier, op);
-  sync_.Start(kLocal, 0, barrier);
+  sync_.StartAbove(barrier);
 }
 
 void Replica::CompleteLocalOp(uint64_t op, Status st, Bytes data) {

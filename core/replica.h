@@ -171,7 +171,8 @@ class Replica final : private WriterLock::Host, private SyncBarrier::Host {
   // `durable` (a sync write), the root answers once its store has it for
   // good. Done at once when this node holds nothing dirty for the block;
   // with `durable`, once a sync barrier has taken to a synced root whatever
-  // a recall moved out of here (DurableByBarrier).
+  // a recall or another flush moved out of here (DurableByBarrier: it goes
+  // up without flushing this node's other dirty blocks).
   uint64_t FlushLocal(uint64_t block, Perm keep, Time now, bool durable = false, const Carried* carried = nullptr);
   // Semi-sync: send the block's data to the parent only (FORWARD with
   // DATA), keeping WRITE. It completes when the parent holds the bytes;

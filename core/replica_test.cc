@@ -1802,6 +1802,51 @@ TEST_CASE("sync writes: a flush sends the bytes its writer handed over only whil
   CHECK(stored(1) == Fill('z'));
 }
 
+TEST_CASE("sync writes: a flush whose block a barrier took first goes up alone, and takes no other writer's block") {
+  Fig7 t;
+  t.Join("E");
+  for (uint64_t op : t.WriteTogether("E", 0, 2, 'a', /*same=*/true)) REQUIRE(t.net.done("E")[op].ok());  // E takes WRITE
+  uint64_t sync = t.net.Act("E", [](Replica& r, Time now) { return r.SyncLocal(now); });
+  t.net.Run();
+  REQUIRE(t.net.done("E")[sync].ok());
+  BlockTable& table = *t.net.replica("E").table();
+  const int64_t now_ns = std::chrono::duration_cast<std::chrono::nanoseconds>(t.net.now().time_since_epoch()).count();
+  auto write_hit = [&](uint64_t b, char c) {
+    BlockTable::WriteMark mark;
+    REQUIRE(table.WriteHit(b, 0, Fill(c), now_ns, &mark));
+  };
+  // A sync write of block 0 on the fast path; before its durable flush
+  // reaches the engine, an fsync's barrier takes the block up. The flush
+  // queues behind the barrier's and then finds the block clean.
+  write_hit(0, 'p');
+  t.net.TakeLog();
+  uint64_t barrier = 0, flush = 0;
+  t.net.Act("E", [&](Replica& r, Time now) {
+    barrier = r.SyncLocal(now);
+    return flush = r.FlushLocal(0, Perm::kWrite, now, /*durable=*/true);
+  });
+  // Meanwhile another sync write of block 1, its flush not yet asked for.
+  write_hit(1, 'q');
+  t.net.Run();
+  REQUIRE(t.net.done("E")[barrier].ok());
+  REQUIRE(t.net.done("E")[flush].ok());
+  CHECK(StoreBlock(t.net, 0) == Fill('p'));
+  // The flush made block 0 durable with a barrier that only went up: block
+  // 1 stays for its own flush (a barrier that flushed it would leave that
+  // flush to find it clean, and start another barrier, and so on).
+  const Log log = t.net.TakeLog();
+  CHECK(std::none_of(log.begin(), log.end(), [](const std::string& l) {
+    return l.rfind("E->C IO_REQUEST/FLUSH", 0) == 0 && l.find("block=1") != std::string::npos;
+  }));
+  CHECK(std::count(log.begin(), log.end(), "E->C IO_REQUEST/FLUSH vol=26924852") == 2);  // both barriers went up
+  CHECK(t.net.replica("E").IsDirty(1));
+  t.net.Act("E", [&](Replica& r, Time now) { return flush = r.FlushLocal(1, Perm::kWrite, now, /*durable=*/true); });
+  t.net.Run();
+  REQUIRE(t.net.done("E")[flush].ok());
+  CHECK(StoreBlock(t.net, 1) == Fill('q'));
+  CHECK(!t.net.replica("E").IsDirty(1));
+}
+
 TEST_CASE("ranges: partial writes to copies held READ take WRITE with one LOCK range and patch the copies") {
   Fig7 t;
   t.Join("E");

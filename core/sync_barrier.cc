@@ -30,6 +30,12 @@ void SyncBarrier::Start(LinkId from, uint64_t xid, uint64_t op) {
   Progress();
 }
 
+void SyncBarrier::StartAbove(uint64_t op) {
+  const uint64_t id = New(kLocal, 0, op, false);
+  Feed(id);
+  Progress();
+}
+
 void SyncBarrier::StartDrop(uint64_t op) {
   const uint64_t id = New(kLocal, 0, op, true);
   // Every block held here goes back, dirty or not (a proxy's too: its

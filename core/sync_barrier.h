@@ -64,6 +64,14 @@ class SyncBarrier {
   // A barrier for local operation `op` (from == kLocal), or for a child's
   // FLUSH without BLOCK_NUM answered under `xid`.
   void Start(LinkId from, uint64_t xid, uint64_t op);
+  // A barrier for bytes that have already left this node (a sync write's
+  // block found clean: another flush or a recall took its bytes up). It
+  // flushes nothing here; it only goes up, or syncs the root's store.
+  // Flushing every dirty block here instead would take the blocks of other
+  // sync writes in flight, whose own durable flushes would then find them
+  // clean and start barriers in turn: a chain that lasts as long as the
+  // writes do.
+  void StartAbove(uint64_t op);
   // DropAllLocal, completing as `op`.
   void StartDrop(uint64_t op);
   // A local operation completed: true when it was one of a barrier's block
