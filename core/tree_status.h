@@ -24,6 +24,10 @@ struct TreeStatus {
   uint64_t requests_served = 0;        // requests from children (a range counts once)
   uint64_t calls_to_parent = 0;
   uint64_t calls_to_children = 0;
+  // The bytes queued for children at most, and how often a child's link
+  // stopped reading because of them (net/connection.h, SendBudget).
+  uint64_t child_send_peak_bytes = 0;
+  uint64_t child_send_pauses = 0;
   uint64_t local_ops = 0;
   uint64_t local_timeouts = 0;
   Perm writer_lease = Perm::kNone;     // held by this node's open files

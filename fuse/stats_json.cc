@@ -87,6 +87,8 @@ nlohmann::json NodeStatsJson(const Node& node, const NodeStatsContext& ctx) {
             {"requests_served", t->requests_served},
             {"calls_to_parent", t->calls_to_parent},
             {"calls_to_children", t->calls_to_children},
+            {"child_send_peak_bytes", t->child_send_peak_bytes},
+            {"child_send_pauses", t->child_send_pauses},
             {"local_timeouts", t->local_timeouts},
             {"child_addresses", t->child_addresses},
             {"writer_lease", kLease[static_cast<int>(t->writer_lease)]},

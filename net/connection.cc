@@ -1,5 +1,6 @@
 #include "net/connection.h"
 
+#include <algorithm>
 #include <cstring>
 #include <optional>
 
@@ -29,8 +30,27 @@ struct TransferRest {
 };
 }  // namespace
 
-std::shared_ptr<Connection> Connection::Start(tcp::socket socket, RequestHandler on_request, CloseHandler on_close) {
-  std::shared_ptr<Connection> c(new Connection(std::move(socket), std::move(on_request), std::move(on_close)));
+void SendBudget::Add(size_t n) {
+  queued_ += n;
+  peak_ = std::max(peak_, queued_);
+}
+
+void SendBudget::Remove(size_t n) {
+  queued_ -= std::min(queued_, n);
+  if (queued_ > limit_ / 2 || paused_.empty()) return;
+  std::vector<std::weak_ptr<Connection>> wake;
+  wake.swap(paused_);
+  for (const auto& w : wake)
+    if (auto c = w.lock()) {
+      c->listed_ = false;
+      c->room_.cancel();
+    }
+}
+
+std::shared_ptr<Connection> Connection::Start(tcp::socket socket, RequestHandler on_request, CloseHandler on_close,
+                                              std::shared_ptr<SendBudget> budget) {
+  std::shared_ptr<Connection> c(
+      new Connection(std::move(socket), std::move(on_request), std::move(on_close), std::move(budget)));
   asio::co_spawn(c->socket_.get_executor(), [c]() { return c->ReadLoop(); }, [c](std::exception_ptr e) {
     if (!e) return;
     try {
@@ -43,11 +63,14 @@ std::shared_ptr<Connection> Connection::Start(tcp::socket socket, RequestHandler
   return c;
 }
 
-Connection::Connection(tcp::socket socket, RequestHandler on_request, CloseHandler on_close)
+Connection::Connection(tcp::socket socket, RequestHandler on_request, CloseHandler on_close,
+                       std::shared_ptr<SendBudget> budget)
     : socket_(std::move(socket)),
       on_request_(std::move(on_request)),
       on_close_(std::move(on_close)),
-      deadline_timer_(socket_.get_executor()) {
+      deadline_timer_(socket_.get_executor()),
+      budget_(std::move(budget)),
+      room_(socket_.get_executor()) {
   boost::system::error_code ec;
   auto ep = socket_.remote_endpoint(ec);
   peer_ = ec ? "?" : ep.address().to_string() + ":" + std::to_string(ep.port());
@@ -128,6 +151,9 @@ void Connection::Send(const Message& m, bool urgent) {
     return;
   }
   if (m.data) f.data = *m.data;
+  const size_t n = f.head.size() + f.data.size() + f.tail.size();
+  queued_ += n;
+  if (budget_) budget_->Add(n);
   (urgent ? urgent_ : out_).push_back(std::move(f));
   if (!writing_) {
     writing_ = true;
@@ -160,8 +186,15 @@ awaitable<void> Connection::WriteLoop() {
         if (!f.data.empty()) bufs.emplace_back(f.data.data(), f.data.size());
         if (!f.tail.empty()) bufs.emplace_back(f.tail.data(), f.tail.size());
       }
-      co_await asio::async_write(socket_, bufs, TransferRest{bytes}, use_awaitable);
-      counters_.frames_out += batch.size();
+      writing_bytes_ = bytes;
+      boost::system::error_code ec;
+      co_await asio::async_write(socket_, bufs, TransferRest{bytes}, asio::redirect_error(use_awaitable, ec));
+      writing_bytes_ = 0;
+      const size_t frames = batch.size();
+      batch.clear();  // the bytes may go now
+      Unqueue(bytes);
+      if (ec) throw boost::system::system_error(ec);
+      counters_.frames_out += frames;
       counters_.bytes_out += bytes;
       ++counters_.writes;
     }
@@ -170,6 +203,26 @@ awaitable<void> Connection::WriteLoop() {
   }
   writing_ = false;
   if (close_when_sent_ && out_.empty() && urgent_.empty()) Close(*close_when_sent_);
+}
+
+void Connection::Unqueue(size_t n) {
+  queued_ -= std::min(queued_, n);
+  if (!budget_) return;
+  budget_->Remove(n);
+  if (queued_ == 0) room_.cancel();  // its own answers are out: it may read one more
+}
+
+awaitable<void> Connection::WaitForRoom() {
+  while (MustPause() && !closed_) {
+    ++budget_->pauses_;
+    if (!listed_) {  // once: a link woken by its own queue may pause again before the group wakes
+      listed_ = true;
+      budget_->paused_.push_back(weak_from_this());
+    }
+    room_.expires_at(asio::steady_timer::time_point::max());
+    boost::system::error_code ec;
+    co_await room_.async_wait(asio::redirect_error(use_awaitable, ec));
+  }
 }
 
 awaitable<void> Connection::ReadLoop() {
@@ -181,6 +234,8 @@ awaitable<void> Connection::ReadLoop() {
       // Decode every complete frame already buffered.
       size_t start = 0;
       while (!closed_) {
+        if (MustPause()) co_await WaitForRoom();
+        if (closed_) break;
         if (filled - start >= wire::kLengthPrefix) {
           const size_t len = (size_t{buf[start]} << 24) | (size_t{buf[start + 1]} << 16) |
                              (size_t{buf[start + 2]} << 8) | size_t{buf[start + 3]};
@@ -285,11 +340,16 @@ void Connection::Close(const Status& why) {
   socket_.shutdown(tcp::socket::shutdown_both, ec);
   socket_.close(ec);
   deadline_timer_.cancel();
+  room_.cancel();
   auto pending = std::move(pending_);
   pending_.clear();
   deadlines_.clear();
   out_.clear();
   urgent_.clear();
+  // What was queued here will not be written: the group has room for it.
+  // (A write under way gives back its batch when it ends.)
+  if (budget_) budget_->Remove(queued_ - std::min(queued_, writing_bytes_));
+  queued_ = std::min(queued_, writing_bytes_);
   for (auto& [xid, p] : pending) p.done(CallResult{why, {}});
   if (on_close_) on_close_(shared_from_this(), why);
 }

@@ -27,6 +27,16 @@
 // that the blocks cut from it keep alive. Deadlines are kept in one ordered
 // map with one timer for the whole link.
 //
+// Memory: a group of links may share a SendBudget (a node's child links
+// do). While the bytes queued on the group's links exceed its limit, a link
+// of the group that has bytes of its own queued reads nothing more from its
+// peer: the peer's requests wait in the socket, and TCP holds back the
+// rest. So what a node holds for its children stays near the limit however
+// many children it has, instead of each child's whole request window (32
+// MiB each) in answers. The peer of such a link never pauses its reads from
+// us (only the side that accepted the link has a budget), so two links can
+// never each wait for the other to read.
+//
 // Threading: a Connection belongs to one executor (strand or single-threaded
 // io_context); call its methods only from there. Handlers run there too; an
 // exception from one closes the link and is logged, never lost.
@@ -40,6 +50,7 @@
 #include <memory>
 #include <optional>
 #include <unordered_map>
+#include <vector>
 
 #include "core/message.h"
 #include "core/status.h"
@@ -66,6 +77,29 @@ struct ConnectionCounters {
   uint64_t timeouts = 0;
 };
 
+class Connection;
+
+// The bytes queued for sending on a group of links, and their limit. On the
+// links' executor only.
+class SendBudget {
+ public:
+  explicit SendBudget(size_t limit) : limit_(limit) {}
+  size_t limit() const { return limit_; }
+  size_t queued() const { return queued_; }
+  size_t peak() const { return peak_; }       // the most queued at once
+  uint64_t pauses() const { return pauses_; }  // times a link stopped reading
+
+ private:
+  friend class Connection;
+  void Add(size_t n);
+  void Remove(size_t n);  // wakes the paused links once below half the limit
+
+  size_t limit_;
+  size_t queued_ = 0, peak_ = 0;
+  uint64_t pauses_ = 0;
+  std::vector<std::weak_ptr<Connection>> paused_;
+};
+
 class Connection : public std::enable_shared_from_this<Connection> {
  public:
   using RequestHandler = std::function<void(const std::shared_ptr<Connection>&, Message)>;
@@ -73,8 +107,11 @@ class Connection : public std::enable_shared_from_this<Connection> {
 
   // Takes an open socket and starts reading. Handlers run on the socket's
   // executor.
+  // With a `budget`, the link counts what it queues against it and stops
+  // reading while the group is over its limit (see Memory above).
   static std::shared_ptr<Connection> Start(tcp::socket socket, RequestHandler on_request,
-                                           CloseHandler on_close = nullptr);
+                                           CloseHandler on_close = nullptr,
+                                           std::shared_ptr<SendBudget> budget = nullptr);
 
   // Sends `request` with a new XID; `done` runs for each part of the reply,
   // inline as it is read (so in wire order with requests), and then no more;
@@ -103,6 +140,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
   size_t pending_calls() const { return pending_.size(); }
 
  private:
+  friend class SendBudget;  // wakes paused links
   using Clock = std::chrono::steady_clock;
   struct Pending {
     std::function<void(CallResult)> done;
@@ -115,8 +153,13 @@ class Connection : public std::enable_shared_from_this<Connection> {
     std::vector<uint8_t> tail;  // what follows them
   };
 
-  Connection(tcp::socket socket, RequestHandler on_request, CloseHandler on_close);
+  Connection(tcp::socket socket, RequestHandler on_request, CloseHandler on_close,
+             std::shared_ptr<SendBudget> budget);
   asio::awaitable<void> ReadLoop();
+  // Before each frame is taken: waits while the budget says not to read.
+  asio::awaitable<void> WaitForRoom();
+  bool MustPause() const { return budget_ && queued_ > 0 && budget_->queued_ > budget_->limit_; }
+  void Unqueue(size_t n);
   asio::awaitable<void> WriteLoop();
   void Dispatch(Message m);
   void ArmDeadline();
@@ -137,6 +180,11 @@ class Connection : public std::enable_shared_from_this<Connection> {
   asio::steady_timer deadline_timer_;
   Clock::time_point armed_for_ = Clock::time_point::max();
   ConnectionCounters counters_;
+  std::shared_ptr<SendBudget> budget_;
+  size_t queued_ = 0;          // bytes queued here and not yet written
+  size_t writing_bytes_ = 0;   // of which the write under way
+  asio::steady_timer room_;    // a paused read waits on it; cancelled to wake it
+  bool listed_ = false;        // in budget_->paused_
 };
 
 }  // namespace vshare::net

@@ -226,3 +226,57 @@ TEST_CASE("large frames, many in flight, cross the link byte for byte in both di
   CHECK(client->counters().bad_frames == 0);
   CHECK(server->counters().bad_frames == 0);
 }
+
+TEST_CASE("a link over its send budget reads no more requests until its peer has taken the answers") {
+  // The peer sends 64 requests and reads nothing at first; each answer is
+  // 1 MiB. Small socket buffers keep the kernel from taking in more than
+  // a little of them.
+  asio::io_context io;
+  auto [a, b] = SocketPair(io);
+  a.set_option(asio::socket_base::receive_buffer_size(64 << 10));
+  b.set_option(asio::socket_base::send_buffer_size(64 << 10));
+  constexpr int kRequests = 64;
+  constexpr size_t kAnswer = 1u << 20;
+  const Bytes answer(std::vector<uint8_t>(kAnswer, 0x5a));
+  auto budget = std::make_shared<SendBudget>(kAnswer);
+  int served = 0;
+  auto server = Connection::Start(
+      std::move(b),
+      [&](const std::shared_ptr<Connection>& c, Message m) {
+        ++served;
+        Message r = ReplyTo(m);
+        r.data = answer;
+        c->Send(r);
+      },
+      nullptr, budget);
+  std::vector<uint8_t> requests;
+  for (int i = 0; i < kRequests; ++i) {
+    Message m = Get(static_cast<uint64_t>(i));
+    m.xid = static_cast<uint64_t>(i + 1);
+    std::vector<uint8_t> frame;
+    REQUIRE(wire::Encode(m, &frame));
+    requests.insert(requests.end(), frame.begin(), frame.end());
+  }
+  asio::write(a, asio::buffer(requests));
+  io.run_for(300ms);
+  // Without the budget it would have answered all 64 by now, queuing 64 MiB.
+  CHECK(served >= 1);
+  CHECK(served <= 8);
+  CHECK(budget->pauses() >= 1);
+  CHECK(budget->peak() <= budget->limit() + kAnswer + 4096);  // the limit, plus the answer that crossed it
+  // The peer reads now: every request is answered in the end, and the
+  // queue is empty again.
+  auto client = Connection::Start(std::move(a), nullptr);  // no calls of its own: the answers count as late
+  bool all = false;
+  asio::steady_timer poll(io);
+  std::function<void()> check = [&] {
+    if (client->counters().late_replies == kRequests) return void(all = true);
+    poll.expires_after(5ms);
+    poll.async_wait([&](boost::system::error_code) { check(); });
+  };
+  check();
+  RunUntil(io, all, 10000ms);
+  CHECK(served == kRequests);
+  CHECK(budget->queued() == 0);
+  CHECK(budget->peak() <= budget->limit() + kAnswer + 4096);
+}

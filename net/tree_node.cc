@@ -204,7 +204,8 @@ asio::awaitable<void> TreeNode::AcceptLoop() {
           replica_.OnChildGone(link, Now());
           Drain();
           Publish();
-        });
+        },
+        child_budget_);
     children_[link] = conn;
     child_addresses_[link] = conn->peer();
     Publish();
@@ -239,6 +240,8 @@ void TreeNode::Publish() {
   s->requests_served = requests_served_;
   s->calls_to_parent = calls_to_parent_;
   s->calls_to_children = calls_to_children_;
+  s->child_send_peak_bytes = child_budget_->peak();
+  s->child_send_pauses = child_budget_->pauses();
   s->local_ops = local_ops_;
   s->local_timeouts = local_timeouts_;
   s->writer_lease = replica_.lease();

@@ -53,6 +53,11 @@ for p in 1 2; do
   check "proxy $p served at most once per child ($ps <= $((2 * blocks)))" [ "$ps" -le $((2 * blocks)) ]
   check "proxy $p asked its parent for each block at most once ($up <= $blocks)" [ "$up" -le $blocks ]
   check "proxy $p got each block's bytes from the root once ($pb bytes)" [ "$pb" -eq $((blocks * 4096)) ]
+  # What it queued for its children at most: the 16 MiB budget, plus one
+  # answer (a range, 4 MiB at most) per child that crossed it.
+  peak=$(stat_of "$WORK/p$p" tree.child_send_peak_bytes)
+  check "proxy $p queued at most the budget for its children ($peak bytes)" \
+    [ "$peak" -gt 0 -a "$peak" -le $(( (16 << 20) + 2 * (4 << 20) + 65536 )) ]
 done
 
 # 2. A write under proxy 1 to blocks everyone holds.
