@@ -876,7 +876,7 @@ TEST_CASE("under faults, with fast-path hits and sync writes, histories stay lin
         CHECK_MESSAGE(v.linearizable, v.why);
       } else {
         ++fault_violations;
-        MESSAGE("known gap, a history with a fault: ", v.why);
+        MESSAGE("known gap, a history with a fault: block ", block, ": ", v.why);
       }
     }
   }
@@ -884,7 +884,7 @@ TEST_CASE("under faults, with fast-path hits and sync writes, histories stay lin
   // takes a sync writer's bytes before its FLUSH has made them durable; the
   // proxy is lost before it has written them through to the root, and the
   // writer's sync barrier at its new parent succeeds without them. Seeds 1
-  // to 8 show 1 such history among 64 with faults (seed 2, block 44). (A
+  // to 8 show 1 such history among 64 with faults (seed 6, block 2). (A
   // recall to READ no longer does: the writer claims the bytes back from
   // its copy. Without that, 2; and 6 when a durable flush of a recalled
   // block completes without a sync barrier.)
