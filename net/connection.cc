@@ -348,8 +348,8 @@ void Connection::Close(const Status& why) {
   urgent_.clear();
   // What was queued here will not be written: the group has room for it.
   // (A write under way gives back its batch when it ends.)
-  if (budget_) budget_->Remove(queued_ - std::min(queued_, writing_bytes_));
-  queued_ = std::min(queued_, writing_bytes_);
+  if (budget_) budget_->Remove(queued_ - writing_bytes_);
+  queued_ = writing_bytes_;
   for (auto& [xid, p] : pending) p.done(CallResult{why, {}});
   if (on_close_) on_close_(shared_from_this(), why);
 }

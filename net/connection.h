@@ -31,11 +31,13 @@
 // do). While the bytes queued on the group's links exceed its limit, a link
 // of the group that has bytes of its own queued reads nothing more from its
 // peer: the peer's requests wait in the socket, and TCP holds back the
-// rest. So what a node holds for its children stays near the limit however
-// many children it has, instead of each child's whole request window (32
-// MiB each) in answers. The peer of such a link never pauses its reads from
-// us (only the side that accepted the link has a budget), so two links can
-// never each wait for the other to read.
+// rest. So what a node has queued for its children is the limit plus at
+// most one answer per child (the one that crossed it), instead of each
+// child's whole request window (32 MiB each). Answers still being filled
+// (a range waiting for its parent's bytes) are not counted. The peer of
+// such a link never pauses its reads from us (only the side that accepted
+// the link has a budget), so two links can never each wait for the other
+// to read.
 //
 // Threading: a Connection belongs to one executor (strand or single-threaded
 // io_context); call its methods only from there. Handlers run there too; an

@@ -188,8 +188,8 @@ class TreeNode final : public ControlPath {
   std::shared_ptr<Connection> parent_;
   std::map<LinkId, std::shared_ptr<Connection>> children_;
   // What all child links together may hold queued before they stop reading
-  // requests: a node's memory for its children does not grow with their
-  // number (each child may have 32 MiB of requests out).
+  // requests (each child may have 32 MiB of requests out); past it, each
+  // child adds at most the one answer that crossed it.
   static constexpr size_t kChildSendBudget = size_t{16} << 20;
   std::shared_ptr<SendBudget> child_budget_ = std::make_shared<SendBudget>(kChildSendBudget);
   LinkId next_link_ = 1;
